@@ -1,0 +1,185 @@
+"""Capture throughput: the same binlog read by a bare mysql-replication loop and by cdc.
+
+    python bench/capture.py [--rows 200000]
+
+Writes a hospital-like workload (60% inserts, 30% updates, 10% deletes into a 9-column
+table, small statements as an application makes them) on a throwaway MariaDB, then
+reads that binlog range (a) with a bare BinLogStreamReader loop touching every value,
+(b) with cdc end to end into the event table (library decoder, then the fast decoder).
+Each part runs in its own process so its peak RSS is its own. Prints rows/s and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cdc.sandbox import MariaDB  # noqa: E402
+
+TABLE = """CREATE TABLE bench.patient (
+    id INT UNSIGNED PRIMARY KEY, uuid BINARY(16) NOT NULL, display_name VARCHAR(100),
+    dob DATE, sex ENUM('F','M'), weight DECIMAL(6,2), created_at DATETIME(3),
+    notes TEXT, user_id INT)"""
+
+
+def workload(server: MariaDB, rows: int) -> tuple[str, int, str, int]:
+    conn = server.connect()
+    rng = random.Random(1)
+    with conn.cursor() as cur:
+        cur.execute("CREATE DATABASE bench")
+        cur.execute(TABLE)
+        cur.execute("SHOW MASTER STATUS")
+        start = cur.fetchone()
+        inserts, updates, deletes = rows * 6 // 10, rows * 3 // 10, rows // 10
+        next_id = 0
+        done = 0
+        while done < inserts:
+            n = min(rng.choice((1, 1, 2, 3, 5)), inserts - done)
+            values = []
+            for _ in range(n):
+                next_id += 1
+                values.append(
+                    (next_id, rng.randbytes(16), f"Patient {next_id}", f"19{rng.randint(40, 99)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
+                     rng.choice("FM"), f"{rng.randint(2000, 12000) / 100:.2f}", "2026-05-12 12:19:40.123",
+                     "note " * rng.randint(0, 8), rng.randint(1, 50))
+                )
+            cur.executemany("INSERT INTO bench.patient VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", values)
+            done += n
+        done = 0
+        while done < updates:
+            n = min(rng.choice((1, 1, 2, 3, 5)), updates - done)
+            low = rng.randint(1, max(1, inserts - n))
+            cur.execute(
+                "UPDATE bench.patient SET display_name = CONCAT(display_name, '.'), user_id = %s"
+                " WHERE id BETWEEN %s AND %s",
+                (rng.randint(1, 50), low, low + n - 1),
+            )
+            done += n
+        cur.execute(f"DELETE FROM bench.patient ORDER BY id LIMIT {deletes}")
+        cur.execute("SHOW MASTER STATUS")
+        end = cur.fetchone()
+    conn.close()
+    return start[0], int(start[1]), end[0], int(end[1])
+
+
+def part_bare(port: int, log_file: str, log_pos: int, end_pos: int) -> dict[str, float]:
+    from pymysqlreplication import BinLogStreamReader
+    from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+    started = time.perf_counter()
+    stream = BinLogStreamReader(
+        {"host": "127.0.0.1", "port": port, "user": "root"},
+        server_id=9001,
+        resume_stream=True,
+        blocking=False,
+        log_file=log_file,
+        log_pos=log_pos,
+        end_log_pos=end_pos,
+        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
+        enable_logging=False,
+    )
+    count = 0
+    for event in stream:
+        for row in event.rows:
+            for image in ("values", "before_values", "after_values"):
+                values = row.get(image)
+                if values:
+                    for value in values.values():
+                        del value
+            count += 1
+    stream.close()
+    return {"rows": count, "seconds": time.perf_counter() - started}
+
+
+def part_cdc(port: int, log_file: str, log_pos: int, decoder: str) -> dict[str, float]:
+    import pymysql
+
+    from cdc import store
+    from cdc.config import Dsn, Settings
+    from cdc.daemon import Capture
+    from cdc.models import Position
+
+    db = f"cdc_{decoder}"
+    url = f"mysql://root@127.0.0.1:{port}/{db}"
+    settings = Settings(dsn=Dsn.parse(url), include=("bench.*",), decoder=decoder, http=None)
+    store.init_schema(settings.dsn.connect_kwargs(), db)
+    st = store.Store(settings.dsn.connect_kwargs(), db)
+    st.commit(Position(log_file, log_pos), None)
+    st.close()
+    capture = Capture(settings, True, lambda events, last_id: None, blocking=False)
+    started = time.perf_counter()
+    capture.run()
+    seconds = time.perf_counter() - started
+    if capture.error:
+        raise capture.error
+    conn = pymysql.connect(host="127.0.0.1", port=port, user="root", database=db)
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM event")
+        count = cur.fetchone()[0]
+    conn.close()
+    return {"rows": count, "seconds": seconds}
+
+
+def child(argv: list[str]) -> None:
+    kind, port, log_file, log_pos, end_pos = argv[0], int(argv[1]), argv[2], int(argv[3]), int(argv[4])
+    if kind == "bare":
+        result = part_bare(port, log_file, log_pos, end_pos)
+    else:
+        result = part_cdc(port, log_file, log_pos, kind)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def run_part(kind: str, port: int, start: tuple[str, int], end_pos: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(port), start[0], str(start[1]), str(end_pos)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--parts", default="bare,library,fast")
+    parser.add_argument("--child", nargs=5)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    with MariaDB() as server:
+        t0 = time.perf_counter()
+        log_file, log_pos, end_file, end_pos = workload(server, args.rows)
+        assert log_file == end_file, "the workload rotated the binlog; use fewer rows"
+        print(f"workload: {args.rows} row changes written in {time.perf_counter() - t0:.1f} s")
+        results = {}
+        for kind in args.parts.split(","):
+            results[kind] = r = run_part(kind, server.port, (log_file, log_pos), end_pos)
+            r["rows_per_s"] = r["rows"] / r["seconds"]
+        base = results.get("bare")
+        print(f"{'reader':<34} {'rows':>8} {'seconds':>8} {'rows/s':>9} {'vs bare':>8} {'peak RSS':>9}")
+        labels = {
+            "bare": "(a) bare mysql-replication loop",
+            "library": "(b) cdc, library decoder",
+            "fast": "(b) cdc, fast decoder",
+        }
+        for kind, r in results.items():
+            ratio = f"{r['rows_per_s'] / base['rows_per_s']:.2f}x" if base else "-"
+            print(
+                f"{labels.get(kind, kind):<34} {int(r['rows']):>8} {r['seconds']:>8.1f} "
+                f"{r['rows_per_s']:>9.0f} {ratio:>8} {r['peak_rss_mb']:>7.0f}MB"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,392 @@
+"""Reads the binlog as a replica and yields row changes grouped by source transaction.
+
+The only module that knows `pymysqlreplication`. Positions are handed out only at
+transaction boundaries; a lost connection ends the read (the daemon restarts it from the
+last committed checkpoint) instead of the library's own reconnect, which resumes from
+the wrong place.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+import structlog
+from pymysql.constants import ER
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.event import (
+    GtidEvent,
+    HeartbeatLogEvent,
+    MariadbGtidEvent,
+    QueryEvent,
+    RotateEvent,
+    XidEvent,
+)
+from pymysqlreplication.gtid import Gtid, GtidSet
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
+
+from cdc import mapper
+from cdc.errors import CaptureError, DecodeError
+from cdc.models import ChangeRecord, Changes, Column, Commit, Heartbeat, Op, Position, RowChange, Table
+
+log = structlog.get_logger("cdc.reader")
+
+SYSTEM_SCHEMAS = frozenset({"mysql", "sys", "information_schema", "performance_schema"})
+OWN_TABLES = ("event", "cdc_checkpoint")
+# Connection errors after which reading can go on from the last committed checkpoint.
+RETRYABLE_ERRORS = frozenset({2003, 2006, 2013, 2055, ER.SERVER_SHUTDOWN, 1927})
+# How many row changes of one source transaction travel together through the queue.
+CHUNK = 1000
+
+Item = Changes | Commit | Heartbeat
+
+
+class ConnectionLost(Exception):  # noqa: N818 - a condition, not a programming error
+    """The replica connection dropped; the caller restarts from its checkpoint."""
+
+
+class _NoSilentReconnect(pymysql.connections.Connection):  # type: ignore[misc]
+    """A replica connection whose read errors are not the library's 2006/2013.
+
+    `BinLogStreamReader.fetchone` swallows those two codes and reconnects from a place
+    inside the current transaction (rows lost, or repeated with GTIDs); turning them
+    into `ConnectionLost` hands the decision back to us.
+    """
+
+    def _read_packet(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super()._read_packet(*args, **kwargs)
+        except pymysql.err.OperationalError as error:
+            if error.args and error.args[0] in (2006, 2013):
+                raise ConnectionLost(str(error)) from error
+            raise
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderSettings:
+    connection: dict[str, Any]  # pymysql.connect kwargs (host, port, user, password)
+    server_id: int
+    own_schema: str
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    user_column: str = "user_id"
+    binary: str = "hex"
+    decoder: str = "fast"  # "fast": cdc.decoder; "library": pymysqlreplication's rows
+    heartbeat: float = 1.0
+    read_timeout: float = 30.0
+
+
+class TableFilter:
+    """Decides, once per schema.table, whether its changes are captured."""
+
+    def __init__(self, own_schema: str, include: tuple[str, ...], exclude: tuple[str, ...]):
+        self.own = {(own_schema, t) for t in OWN_TABLES}
+        self.include = include
+        self.exclude = exclude
+        self._cache: dict[tuple[str, str], bool] = {}
+
+    def __call__(self, schema: str, table: str) -> bool:
+        key = (schema, table)
+        decided = self._cache.get(key)
+        if decided is None:
+            decided = self._cache[key] = self._decide(schema, table)
+        return decided
+
+    def _decide(self, schema: str, table: str) -> bool:
+        if (schema, table) in self.own:
+            return False  # never capture our own writes, whatever the patterns say
+        name = f"{schema}.{table}"
+        if self.include:
+            if not any(fnmatch.fnmatchcase(name, p) for p in self.include):
+                return False
+        elif schema in SYSTEM_SCHEMAS:
+            return False
+        return not any(fnmatch.fnmatchcase(name, p) for p in self.exclude)
+
+
+def table_from_library(lib_table: Any, logical: dict[str, str] | None = None) -> Table:
+    """Our `Table` from a pymysqlreplication TableMap table (columns as of that event)."""
+    logical = logical or {}
+    columns = []
+    for index, col in enumerate(lib_table.columns):
+        name = col.name or f"UNKNOWN_COL{index}"
+        charset = "binary" if col.collation_name == "binary" else col.character_set_name
+        enum_values = tuple(col.enum_values[1:]) if col.enum_values else ()
+        columns.append(
+            Column(
+                name=name,
+                type=col.type,
+                unsigned=bool(col.unsigned),
+                charset=charset,
+                max_length=getattr(col, "max_length", 0),
+                length_size=getattr(col, "length_size", 0),
+                fsp=getattr(col, "fsp", 0),
+                precision=getattr(col, "precision", 0),
+                decimals=getattr(col, "decimals", 0),
+                bits=getattr(col, "bits", 0),
+                size=getattr(col, "size", 0),
+                enum_values=enum_values,
+                set_values=tuple(col.set_values or ()),
+                logical=logical.get(name),
+            )
+        )
+    key = lib_table.primary_key
+    primary_key = (key,) if isinstance(key, str) and key else tuple(key or ())
+    return Table(lib_table.schema, lib_table.table, tuple(columns), primary_key)
+
+
+class GtidState:
+    """The GTID position to resume from: MariaDB's per-domain list or MySQL's executed set."""
+
+    def __init__(self, text: str | None = None) -> None:
+        self.mariadb: dict[str, str] = {}
+        self.mysql: GtidSet | None = None
+        if text and ":" in text:
+            self.mysql = GtidSet(text)
+        elif text:
+            for gtid in text.split(","):
+                self.mariadb[gtid.split("-")[0]] = gtid.strip()
+
+    def add_mariadb(self, gtid: str) -> None:
+        self.mariadb[gtid.split("-", 1)[0]] = gtid
+
+    def add_mysql(self, gtid: str) -> None:
+        if self.mysql is None:
+            self.mysql = GtidSet(gtid)
+        else:
+            self.mysql.merge_gtid(Gtid(gtid))
+
+    def __str__(self) -> str:
+        if self.mysql is not None:
+            return str(self.mysql)
+        return ",".join(self.mariadb[d] for d in sorted(self.mariadb, key=int))
+
+    def __bool__(self) -> bool:
+        return bool(self.mariadb) or self.mysql is not None
+
+
+class BinlogReader:
+    """Reads from `start` and yields `Changes`, `Commit` and `Heartbeat` items.
+
+    Blocking; run it in a thread. `stop` is checked after every event (heartbeats make
+    the read return at least every `settings.heartbeat` seconds).
+    """
+
+    def __init__(
+        self,
+        settings: ReaderSettings,
+        start: Position,
+        stop: threading.Event,
+        is_mariadb: bool,
+        blocking: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.start = start
+        self.stop = stop
+        self.is_mariadb = is_mariadb
+        self.blocking = blocking
+        self.captured = TableFilter(settings.own_schema, settings.include, settings.exclude)
+        self.gtid = GtidState(start.gtid)
+        self._logical: dict[tuple[str, str], dict[str, str]] = {}
+        self._tables: dict[int, tuple[Any, Table, Callable[..., Any] | None]] = {}
+        self.log_file = start.log_file
+        self.log_pos = start.log_pos
+
+    # -- connection -------------------------------------------------------------------
+
+    def _stream(self) -> BinLogStreamReader:
+        connection = dict(self.settings.connection)
+        connection["read_timeout"] = self.settings.read_timeout
+        # File/position resume on both servers: MariaDB's GTID mode in the library starts
+        # from the first binlog when no GTID is given and repeats events on reconnect.
+        return BinLogStreamReader(
+            connection_settings=connection,
+            ctl_connection_settings=dict(self.settings.connection),
+            server_id=self.settings.server_id,
+            resume_stream=True,
+            blocking=self.blocking,
+            log_file=self.start.log_file,
+            log_pos=self.start.log_pos,
+            only_events=[
+                WriteRowsEvent,
+                UpdateRowsEvent,
+                DeleteRowsEvent,
+                XidEvent,
+                QueryEvent,
+                RotateEvent,
+                GtidEvent,
+                MariadbGtidEvent,
+                HeartbeatLogEvent,
+            ],
+            ignored_schemas=sorted(SYSTEM_SCHEMAS) if not self.settings.include else None,
+            slave_heartbeat=self.settings.heartbeat,
+            pymysql_wrapper=_NoSilentReconnect,
+            enable_logging=False,
+        )
+
+    def _load_logical_types(self) -> None:
+        """MariaDB's UUID/INET4/INET6 travel as BINARY: find which columns they are."""
+        self._logical = {}
+        if not self.is_mariadb:
+            return
+        conn = pymysql.connect(**self.settings.connection)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE"
+                    " FROM information_schema.COLUMNS"
+                    " WHERE DATA_TYPE IN ('uuid', 'inet4', 'inet6')"
+                )
+                for schema, table, column, data_type in cur.fetchall():
+                    self._logical.setdefault((schema, table), {})[column] = data_type.lower()
+        finally:
+            conn.close()
+
+    # -- reading ----------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Item]:
+        self._load_logical_types()
+        stream = self._stream()
+        try:
+            yield from self._read(stream)
+        except ConnectionLost:
+            raise
+        except pymysql.err.OperationalError as error:
+            code = error.args[0] if error.args else 0
+            if code in RETRYABLE_ERRORS:
+                raise ConnectionLost(str(error)) from error
+            raise _capture_error(error, self.log_file, self.log_pos) from error
+        except pymysql.err.InternalError as error:
+            raise _capture_error(error, self.log_file, self.log_pos) from error
+        finally:
+            stream.close()
+
+    def _read(self, stream: BinLogStreamReader) -> Iterator[Item]:
+        settings = self.settings
+        records: list[ChangeRecord] = []
+        captured = foreign = False
+        txn = ""
+        stop = self.stop
+        own = self.captured.own
+        for event in stream:
+            kind = type(event)
+            if kind is WriteRowsEvent or kind is UpdateRowsEvent or kind is DeleteRowsEvent:
+                if not self.captured(event.schema, event.table):
+                    foreign = foreign or (event.schema, event.table) not in own
+                    continue
+                captured = foreign = True
+                if not txn:
+                    txn = f"{stream.log_file}:{event.packet.log_pos}"
+                timestamp = float(event.timestamp)
+                for change in self._changes(stream, event):
+                    records.append(mapper.to_record(change, timestamp, txn, settings.user_column))
+                    if len(records) >= CHUNK:
+                        yield Changes(records)
+                        records = []
+            elif kind is XidEvent:
+                if records:
+                    yield Changes(records)
+                    records = []
+                self.log_file, self.log_pos = stream.log_file, stream.log_pos
+                yield Commit(self._position(), float(event.timestamp), captured, foreign)
+                captured = foreign = False
+                txn = ""
+            elif kind is MariadbGtidEvent:
+                self.gtid.add_mariadb(event.gtid)
+                txn = event.gtid
+            elif kind is GtidEvent:
+                self.gtid.add_mysql(event.gtid)
+                txn = event.gtid
+            elif kind is QueryEvent:
+                query = event.query.strip().upper() if isinstance(event.query, str) else ""
+                if query == "BEGIN":
+                    continue
+                # COMMIT of non-transactional tables, or a DDL statement: a boundary.
+                if records:
+                    yield Changes(records)
+                    records = []
+                self.log_file, self.log_pos = stream.log_file, stream.log_pos
+                if query != "COMMIT":
+                    foreign = True
+                    self._tables.clear()
+                    self._load_logical_types()
+                yield Commit(self._position(), float(event.timestamp), captured, foreign)
+                captured = foreign = False
+                txn = ""
+            elif kind is HeartbeatLogEvent:
+                yield Heartbeat(self._position(), time.time())
+            elif kind is RotateEvent:
+                self._tables.clear()
+            if stop.is_set():
+                # An open transaction stays uncommitted downstream and is read again next time.
+                return
+
+    def _position(self) -> Position:
+        return Position(self.log_file, self.log_pos, str(self.gtid) if self.gtid else None)
+
+    def _changes(self, stream: BinLogStreamReader, event: Any) -> Iterator[RowChange]:
+        lib_table = stream.table_map[event.table_id]
+        cached = self._tables.get(event.table_id)
+        if cached is None or cached[0] is not lib_table:
+            logical = self._logical.get((lib_table.schema, lib_table.table))
+            table = table_from_library(lib_table, logical)
+            cached = (lib_table, table, self._fast_decoder(table))
+            self._tables[event.table_id] = cached
+        table, fast = cached[1], cached[2]
+        kind = type(event)
+        op = Op.CREATE if kind is WriteRowsEvent else Op.UPDATE if kind is UpdateRowsEvent else Op.DELETE
+        if fast is not None:
+            yield from fast(op, event)
+            return
+        binary = self.settings.binary
+        try:
+            for row in event.rows:
+                if op is Op.UPDATE:
+                    before = mapper.render_row(table, row["before_values"], row["before_none_sources"], binary)
+                    after = mapper.render_row(table, row["after_values"], row["after_none_sources"], binary)
+                    yield RowChange(op, table, before, after)
+                else:
+                    values = mapper.render_row(table, row["values"], row["none_sources"], binary)
+                    if op is Op.CREATE:
+                        yield RowChange(op, table, None, values)
+                    else:
+                        yield RowChange(op, table, values, None)
+        except DecodeError:
+            raise
+        except Exception as error:
+            raise DecodeError(
+                f"cannot decode a row of {table.qualified} at {stream.log_file}:{stream.log_pos}: {error}",
+                fix="report this binlog position; capture stopped without skipping it",
+            ) from error
+
+    def _fast_decoder(self, table: Table) -> Callable[..., Iterator[RowChange]] | None:
+        """The compiled row decoder for this table version, or None for the library path."""
+        return None
+
+
+def _capture_error(error: Exception, log_file: str, log_pos: int) -> CaptureError:
+    code = error.args[0] if error.args else 0
+    message = error.args[1] if len(error.args) > 1 else str(error)
+    where = f"{log_file}:{log_pos}"
+    if code == 1236:
+        return CaptureError(
+            f"the server cannot send the binlog from the stored position {where}: {message}",
+            fix="the binlog was purged or the position is unknown on this server; keep binlogs "
+            "longer (binlog_expire_logs_seconds / expire_logs_days), then re-baseline with "
+            "`cdc run --from-now` (changes made in between are not captured)",
+        )
+    if code in (1045, 1227, 1044, 1142, 1143):
+        return CaptureError(
+            f"missing privilege to read the binlog: {message}",
+            fix="GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO the capture user",
+        )
+    return CaptureError(f"binlog read failed at {where}: {message}", fix="see the server's error log")

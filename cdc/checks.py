@@ -1,0 +1,190 @@
+"""Can this server be captured? One check per setting or privilege, each with its fix."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+
+from cdc.errors import StartupError
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else "FAIL"
+        text = f"[{mark}] {self.name}: {self.detail}"
+        return f"{text}\n       fix: {self.fix}" if not self.ok and self.fix else text
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    version: str
+    is_mariadb: bool
+
+
+def connect(connection: dict[str, Any]) -> pymysql.Connection[Any]:
+    try:
+        return pymysql.connect(**connection, autocommit=True)
+    except pymysql.err.OperationalError as error:
+        code = error.args[0]
+        raise StartupError(
+            f"cannot connect to {connection['host']}:{connection['port']}: {error.args[1]}",
+            fix="check the DSN's host, port, user and password"
+            if code == 1045
+            else "check that the server runs and the host and port are right",
+        ) from None
+
+
+def server_info(conn: pymysql.Connection[Any]) -> ServerInfo:
+    version = conn.get_server_info()
+    return ServerInfo(version, "mariadb" in version.lower())
+
+
+def _variables(conn: pymysql.Connection[Any]) -> dict[str, str]:
+    with conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL VARIABLES")
+        return {name.lower(): str(value) for name, value in cur.fetchall()}
+
+
+def _grants(conn: pymysql.Connection[Any]) -> list[str]:
+    with conn.cursor() as cur:
+        cur.execute("SHOW GRANTS")
+        return [row[0].upper() for row in cur.fetchall()]
+
+
+def _has(grants: list[str], privilege: str, on: str = "*.*") -> bool:
+    scope = re.compile(r" ON (\S+) TO ")
+    for grant in grants:
+        match = scope.search(grant)
+        if not match or match.group(1).replace("`", "") not in (on.upper(), "*.*"):
+            continue
+        head = grant.split(" ON ")[0]
+        if "ALL PRIVILEGES" in head or privilege in head:
+            return True
+    return False
+
+
+def run_checks(connection: dict[str, Any], database: str) -> tuple[ServerInfo, list[Check]]:
+    """Everything capture needs from the server; `cdc check` prints it, `cdc run` enforces it."""
+    conn = connect(connection)
+    try:
+        info = server_info(conn)
+        variables = _variables(conn)
+        grants = _grants(conn)
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
+                " AND TABLE_NAME IN ('event', 'cdc_checkpoint')",
+                (database,),
+            )
+            tables = {row[0] for row in cur.fetchall()}
+    finally:
+        conn.close()
+    return info, _evaluate(info, variables, grants, tables, database)
+
+
+def _evaluate(
+    info: ServerInfo,
+    variables: dict[str, str],
+    grants: list[str],
+    tables: set[str],
+    database: str,
+) -> list[Check]:
+    cnf = "[mariadb]" if info.is_mariadb else "[mysqld]"
+    checks: list[Check] = []
+
+    def setting(name: str, want: str, fix: str) -> None:
+        have = variables.get(name, "")
+        checks.append(Check(name, have.upper() == want, f"{have or 'not set'} (need {want})", fix))
+
+    log_bin = variables.get("log_bin", "OFF").upper()
+    checks.append(
+        Check(
+            "log_bin",
+            log_bin in ("ON", "1"),
+            f"binary log {'on' if log_bin in ('ON', '1') else 'off'}",
+            f"add `log_bin = binlog` under {cnf} in my.cnf and restart the server",
+        )
+    )
+    setting("binlog_format", "ROW", f"add `binlog_format = ROW` under {cnf} in my.cnf")
+    setting("binlog_row_image", "FULL", f"add `binlog_row_image = FULL` under {cnf} in my.cnf")
+    if "binlog_row_metadata" in variables:
+        setting(
+            "binlog_row_metadata",
+            "FULL",
+            f"add `binlog_row_metadata = FULL` under {cnf} in my.cnf (without it column names "
+            "are unknown after an ALTER TABLE)",
+        )
+    else:
+        checks.append(
+            Check(
+                "binlog_row_metadata",
+                False,
+                f"the server ({info.version}) has no binlog_row_metadata",
+                "use MySQL 8.0.14+ or MariaDB 10.5+",
+            )
+        )
+    server_id = variables.get("server_id", "0")
+    checks.append(
+        Check(
+            "server_id",
+            server_id not in ("", "0"),
+            f"server_id = {server_id}",
+            f"add `server_id = 1` (any number unique among replicas) under {cnf} in my.cnf",
+        )
+    )
+    # Settings whose events the binlog library cannot decode: it would drop them silently.
+    for name, bad, fix in (
+        ("binlog_transaction_compression", "ON", "set `binlog_transaction_compression = OFF`"),
+        ("log_bin_compress", "ON", "set `log_bin_compress = OFF`"),
+        ("binlog_row_value_options", "PARTIAL_JSON", "set `binlog_row_value_options = ''`"),
+    ):
+        value = variables.get(name)
+        if value is not None:
+            checks.append(
+                Check(
+                    name,
+                    value.upper() != bad,
+                    f"{value or 'empty'} (events written with {bad} cannot be decoded)",
+                    f"{fix} under {cnf} in my.cnf",
+                )
+            )
+    grant = "GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO 'cdc'@'%'"
+    for privilege, names in (
+        ("REPLICATION SLAVE", ("REPLICATION SLAVE",)),
+        ("REPLICATION CLIENT", ("REPLICATION CLIENT", "BINLOG MONITOR")),
+        ("SELECT", ("SELECT",)),
+    ):
+        has = any(_has(grants, name) for name in names)
+        checks.append(
+            Check(f"privilege {privilege}", has, "granted" if has else "missing", grant)
+        )
+    writes = all(_has(grants, p, f"{database}.*") for p in ("INSERT", "UPDATE"))
+    checks.append(
+        Check(
+            f"privilege to write `{database}`",
+            writes,
+            "granted" if writes else "missing INSERT/UPDATE",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX ON `{database}`.* TO 'cdc'@'%'",
+        )
+    )
+    missing = {"event", "cdc_checkpoint"} - tables
+    checks.append(
+        Check(
+            "event tables",
+            not missing,
+            f"`{database}`.event and cdc_checkpoint exist"
+            if not missing
+            else f"missing in `{database}`: {', '.join(sorted(missing))}",
+            "run `cdc init --dsn ...`",
+        )
+    )
+    return checks

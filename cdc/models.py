@@ -1,0 +1,154 @@
+"""Plain types shared by every stage of the pipeline: table shapes, positions, records."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+
+class Op(str, enum.Enum):
+    """The kind of row change, as stored in `event.type`."""
+
+    CREATE = "CREATE"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a table as the binlog's TableMap describes it.
+
+    `type` is the binlog field type (pymysqlreplication's FIELD_TYPE numbers, with
+    ENUM and SET already resolved from STRING). Only the fields that matter for the
+    column's type are meaningful; the rest keep their defaults.
+    """
+
+    name: str
+    type: int
+    unsigned: bool = False
+    # Python codec name of the column's character set; "binary" for BINARY/VARBINARY/BLOB.
+    charset: str | None = None
+    # CHAR/VARCHAR/BINARY/VARBINARY: the declared maximum length in bytes.
+    max_length: int = 0
+    # BLOB/TEXT/JSON/GEOMETRY: the byte size of the length prefix (1..4).
+    length_size: int = 0
+    # DATETIME2/TIMESTAMP2/TIME2: fractional digits (0..6).
+    fsp: int = 0
+    # NEWDECIMAL: precision and scale.
+    precision: int = 0
+    decimals: int = 0
+    # BIT: number of bits.
+    bits: int = 0
+    # ENUM/SET: byte size of the stored value, and the allowed strings.
+    size: int = 0
+    enum_values: tuple[str, ...] = ()
+    set_values: tuple[str, ...] = ()
+    # MariaDB data type plugins stored as BINARY in the binlog: "uuid", "inet4", "inet6".
+    logical: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A version of a table's shape: the columns in binlog order and the primary key."""
+
+    schema: str
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A place in the source binlog, always at a transaction boundary.
+
+    `gtid` is the GTID state to resume from where the server has one: MariaDB's
+    `domain-server-seq` list, or MySQL's executed GTID set.
+    """
+
+    log_file: str
+    log_pos: int
+    gtid: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.log_file}:{self.log_pos}"
+
+
+Row = dict[str, Any]
+"""A row image with JSON-safe values (see mapper.py for the rules), keyed by column name."""
+
+
+@dataclass(slots=True)
+class RowChange:
+    """One row change as decoded from a rows event: before and/or after image."""
+
+    op: Op
+    table: Table
+    before: Row | None
+    after: Row | None
+
+
+@dataclass(slots=True)
+class ChangeRecord:
+    """One event as written to the event table and sent to clients (id assigned by the store)."""
+
+    type: Op
+    schema: str
+    table: str
+    row_id: Any
+    user_id: Any
+    data: dict[str, Any]
+    timestamp: float  # commit time, seconds since the epoch (UTC)
+    txn: str
+    id: int = 0
+
+
+@dataclass(slots=True)
+class Changes:
+    """A chunk of row changes of one source transaction (a big one arrives in many chunks)."""
+
+    records: list[ChangeRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """The end of a source transaction: everything before it is durable at `position`.
+
+    `captured` is False when the transaction held nothing the daemon writes: its position
+    is stored later, with the next events. `foreign` is True when it held anything but the
+    daemon's own writes (so storing its position alone is worth a write now and then).
+    """
+
+    position: Position
+    timestamp: float
+    captured: bool
+    foreign: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The source is idle or sending only skipped events; carries where the reader is."""
+
+    position: Position
+    timestamp: float
+
+
+class StoredEvent(NamedTuple):
+    """One row of the event table, exactly as written (and as read back for history).
+
+    The live stream and `/events` both render an event from this, so they always agree.
+    """
+
+    id: int
+    timestamp: str  # 'YYYY-MM-DD HH:MM:SS.ffffff', UTC
+    user_id: str | None
+    type: str
+    schema_name: str
+    table_name: str
+    row_id: str | None
+    data: str  # JSON text
+    txn: str

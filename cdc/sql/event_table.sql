@@ -1,0 +1,35 @@
+-- cdc: the event table and the capture checkpoint. Idempotent: safe to apply again.
+-- Applied by `cdc init` to the database named in the DSN.
+
+-- One row per captured row change, in commit order. `id` is assigned by the daemon:
+-- strictly increasing and without gaps, written in the same transaction as the checkpoint.
+CREATE TABLE IF NOT EXISTS `event` (
+  `id`          BIGINT UNSIGNED NOT NULL,
+  `timestamp`   DATETIME(6)     NOT NULL COMMENT 'commit time of the change, UTC',
+  `user_id`     VARCHAR(255)    NULL     COMMENT 'value of the --user-column of the row, as text',
+  `type`        ENUM('CREATE','UPDATE','DELETE') NOT NULL,
+  `schema_name` VARCHAR(64)     NOT NULL,
+  `table_name`  VARCHAR(64)     NOT NULL,
+  `row_id`      VARCHAR(1024)   NULL     COMMENT 'primary key: the value, a JSON array for a composite key, NULL without a key',
+  `data`        JSON            NOT NULL COMMENT '{"after": ...} / {"before": ..., "after": ..., "changed": [...]} / {"before": ...}',
+  `txn`         VARCHAR(255)    NOT NULL COMMENT 'source transaction: GTID, or binlog file:position of its commit',
+  PRIMARY KEY (`id`),
+  KEY `event_by_time` (`timestamp`),
+  KEY `event_by_table_time` (`schema_name`, `table_name`, `timestamp`),
+  KEY `event_by_row` (`schema_name`, `table_name`, `row_id`(255), `id`),
+  KEY `event_by_user` (`user_id`, `id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Where capture resumes: the binlog position (and GTID state) just after the last
+-- transaction whose events are in `event`, and the last event id given out.
+CREATE TABLE IF NOT EXISTS `cdc_checkpoint` (
+  `id`               TINYINT UNSIGNED NOT NULL COMMENT 'always 1',
+  `log_file`         VARCHAR(255)     NOT NULL,
+  `log_pos`          BIGINT UNSIGNED  NOT NULL,
+  `gtid`             TEXT             NULL,
+  `last_event_id`    BIGINT UNSIGNED  NOT NULL,
+  `source_timestamp` DATETIME(6)      NULL COMMENT 'commit time of the last transaction read',
+  `server_uuid`      VARCHAR(64)      NULL COMMENT 'identity of the captured server',
+  `updated_at`       DATETIME(6)      NOT NULL,
+  PRIMARY KEY (`id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -1,0 +1,260 @@
+"""The event table's write side: events and the checkpoint in one transaction.
+
+Writing a batch of events and the binlog position after them atomically is what makes
+capture exactly-once: after any crash the table and the checkpoint agree, and reading
+resumes right after the last stored transaction.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+import pymysql
+from pymysql.converters import escape_string
+
+from cdc.errors import StartupError
+from cdc.models import ChangeRecord, Position, StoredEvent
+
+EVENT_COLUMNS = "id, timestamp, user_id, type, schema_name, table_name, row_id, data, txn"
+# Keep each INSERT well under the server's max_allowed_packet (16 MiB by default).
+MAX_STATEMENT_BYTES = 4 * 1024 * 1024
+
+
+def ddl_statements() -> list[str]:
+    text = resources.files("cdc").joinpath("sql/event_table.sql").read_text()
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def init_schema(connection: dict[str, Any], database: str) -> None:
+    """Create the database and the event tables (idempotent)."""
+    conn = pymysql.connect(**connection)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+            cur.execute(f"USE `{database}`")
+            for statement in ddl_statements():
+                cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def _text(value: Any) -> str | None:
+    """row_id / user_id as stored: a scalar as its text, a composite key as a JSON array."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return str(value)
+    return orjson.dumps(value).decode()
+
+
+def utc_text(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    position: Position
+    last_event_id: int
+    source_timestamp: float | None
+
+
+class Store:
+    """One connection, one sink transaction at a time: `add` events, then `commit` a position."""
+
+    def __init__(self, connection: dict[str, Any], database: str, keep_in_memory: int = 10_000):
+        self.connection = connection
+        self.database = database
+        self.keep_in_memory = keep_in_memory
+        self.conn: pymysql.Connection[Any] | None = None
+        self.last_id = 0
+        self._pending_id = 0
+        self._open = False
+        self.published: list[StoredEvent] = []
+        self.overflowed = False
+        self.events_in_txn = 0
+
+    # -- connection -------------------------------------------------------------------
+
+    def connect(self) -> None:
+        self.close()
+        self.conn = pymysql.connect(
+            **self.connection, database=self.database, autocommit=False, charset="utf8mb4"
+        )
+        with self.conn.cursor() as cur:
+            # UTC for DATETIME text we write; READ COMMITTED keeps the writer from holding
+            # gap locks that would slow readers of the history.
+            cur.execute("SET time_zone = '+00:00'")
+            # The INSERTs are built with backslash escaping (escape_string), so make sure
+            # the session uses it whatever the server's default sql_mode.
+            cur.execute("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        self.conn.commit()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except pymysql.err.Error:
+                pass
+            self.conn = None
+        self._open = False
+
+    def _cursor(self) -> Any:
+        if self.conn is None:
+            self.connect()
+        assert self.conn is not None
+        return self.conn.cursor()
+
+    # -- checkpoint -------------------------------------------------------------------
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        with self._cursor() as cur:
+            try:
+                cur.execute(
+                    "SELECT log_file, log_pos, gtid, last_event_id, source_timestamp"
+                    " FROM cdc_checkpoint WHERE id = 1"
+                )
+            except pymysql.err.ProgrammingError as error:
+                if error.args[0] == 1146:
+                    raise StartupError(
+                        f"the event tables do not exist in database `{self.database}`",
+                        fix="run `cdc init --dsn ...` once",
+                    ) from error
+                raise
+            row = cur.fetchone()
+            cur.execute("SELECT COALESCE(MAX(id), 0) FROM event")
+            max_id = int(cur.fetchone()[0])
+        assert self.conn is not None
+        self.conn.commit()
+        if row is None:
+            self.last_id = max_id
+            return None
+        log_file, log_pos, gtid, last_event_id, source_ts = row
+        if max_id > int(last_event_id):
+            raise StartupError(
+                f"the event table holds ids up to {max_id}, past the checkpoint's {last_event_id}",
+                fix="events were added by hand; remove them, since the daemon writes both together",
+            )
+        self.last_id = int(last_event_id)
+        ts = source_ts.replace(tzinfo=datetime.UTC).timestamp() if source_ts else None
+        return Checkpoint(Position(log_file, int(log_pos), gtid), self.last_id, ts)
+
+    # -- writing ----------------------------------------------------------------------
+
+    def begin(self) -> None:
+        if not self._open:
+            self._pending_id = self.last_id
+            self._open = True
+            self.published = []
+            self.overflowed = False
+            self.events_in_txn = 0
+
+    def add(self, records: list[ChangeRecord]) -> None:
+        """Insert a chunk of events into the open sink transaction, giving them ids."""
+        if not records:
+            return
+        self.begin()
+        escape = escape_string
+        next_id = self._pending_id
+        keep = not self.overflowed
+        parts: list[str] = []
+        size = 0
+        ts_cache: dict[float, str] = {}
+        for record in records:
+            next_id += 1
+            record.id = next_id
+            ts = ts_cache.get(record.timestamp)
+            if ts is None:
+                ts = ts_cache[record.timestamp] = utc_text(record.timestamp)
+            user_id = _text(record.user_id)
+            row_id = _text(record.row_id)
+            data = orjson.dumps(record.data).decode()
+            event = StoredEvent(
+                next_id,
+                ts,
+                user_id,
+                record.type.value,
+                record.schema,
+                record.table,
+                row_id,
+                data,
+                record.txn,
+            )
+            part = "({},'{}',{},'{}','{}','{}',{},'{}','{}')".format(
+                next_id,
+                ts,
+                "NULL" if user_id is None else "'" + escape(user_id) + "'",
+                event.type,
+                escape(record.schema),
+                escape(record.table),
+                "NULL" if row_id is None else "'" + escape(row_id) + "'",
+                escape(data),
+                escape(record.txn),
+            )
+            parts.append(part)
+            size += len(part)
+            if keep:
+                self.published.append(event)
+            if size >= MAX_STATEMENT_BYTES:
+                self._insert(parts)
+                parts, size = [], 0
+        if parts:
+            self._insert(parts)
+        self._pending_id = next_id
+        self.events_in_txn += len(records)
+        if keep and len(self.published) > self.keep_in_memory:
+            # Too many to hand to live clients from memory: they catch up from the table.
+            self.published = []
+            self.overflowed = True
+
+    def _insert(self, parts: list[str]) -> None:
+        with self._cursor() as cur:
+            cur.execute(f"INSERT INTO event ({EVENT_COLUMNS}) VALUES " + ",".join(parts))
+
+    def commit(self, position: Position, source_timestamp: float | None) -> float:
+        """Store the checkpoint and commit the sink transaction; returns commit seconds."""
+        self.begin()
+        started = time.perf_counter()
+        source_ts = utc_text(source_timestamp) if source_timestamp else None
+        with self._cursor() as cur:
+            cur.execute(
+                "INSERT INTO cdc_checkpoint (id, log_file, log_pos, gtid, last_event_id,"
+                " source_timestamp, updated_at) VALUES (1, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))"
+                " ON DUPLICATE KEY UPDATE log_file = VALUES(log_file), log_pos = VALUES(log_pos),"
+                " gtid = VALUES(gtid), last_event_id = VALUES(last_event_id),"
+                " source_timestamp = COALESCE(VALUES(source_timestamp), source_timestamp),"
+                " updated_at = VALUES(updated_at)",
+                (position.log_file, position.log_pos, position.gtid, self._pending_id, source_ts),
+            )
+        assert self.conn is not None
+        self.conn.commit()
+        self.last_id = self._pending_id
+        self._open = False
+        return time.perf_counter() - started
+
+    def rollback(self) -> None:
+        """Forget the open sink transaction (its source transactions will be read again)."""
+        if self.conn is not None and self._open:
+            try:
+                self.conn.rollback()
+            except pymysql.err.Error:
+                self.close()
+        self._open = False
+        self._pending_id = self.last_id
+        self.published = []
+        self.overflowed = False
+        self.events_in_txn = 0
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._open

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what cdc needs on a fresh Debian machine: MariaDB (when mariadbd is missing),
+# a virtualenv in .venv with cdc; with --test also the test tools and headless Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+
+packages=()
+have mariadbd || packages+=(mariadb-server)
+if [ "$want_test" = 1 ]; then
+    have redis-server || packages+=(redis-server)
+    [ -x /usr/bin/chromium ] || packages+=(chromium)
+fi
+if [ "${#packages[@]}" -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+    echo "installing Debian packages: ${packages[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+    # The Debian package starts its own server; ours are throwaway ones on free ports.
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+if [ "$want_test" = 1 ]; then
+    python -m pip install -q -e '.[test]'
+else
+    python -m pip install -q -e .
+fi

@@ -1,0 +1,208 @@
+"""Test helpers: run the real daemon, wait for events, replay the event table onto copies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pymysql
+
+from cdc.sandbox import MariaDB
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cdc_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cdc", *args]
+
+
+def start_daemon(server: MariaDB, *args: str, db: str = "cdc") -> subprocess.Popen[str]:
+    """`cdc run` as a real process (logs to a pipe read by `stop_daemon`)."""
+    url = f"mysql://root@127.0.0.1:{server.port}/{db}"
+    env = dict(os.environ, CDC_DSN=url)
+    return subprocess.Popen(
+        cdc_command("run", "--no-http", *args),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop_daemon(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"daemon did not stop within 30 s:\n{err[-3000:]}") from None
+    return proc.returncode, err
+
+
+def event_count(conn: pymysql.Connection[Any], db: str = "cdc") -> int:
+    with conn.cursor() as cur:
+        try:
+            cur.execute(f"SELECT COUNT(*) FROM `{db}`.event")
+        except pymysql.err.ProgrammingError:
+            return 0
+        return int(cur.fetchone()[0])
+
+
+def wait_for_events(
+    conn: pymysql.Connection[Any],
+    count: int,
+    timeout: float = 120,
+    proc: subprocess.Popen[str] | None = None,
+    db: str = "cdc",
+) -> int:
+    """Waits until the event table holds at least `count` rows; returns the count."""
+    deadline = time.monotonic() + timeout
+    while True:
+        have = event_count(conn, db)
+        if have >= count:
+            return have
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"daemon exited {proc.returncode}:\n{proc.stderr.read()[-3000:]}")  # type: ignore[union-attr]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {have} of {count} events after {timeout} s")
+        time.sleep(0.2)
+
+
+def wait_ready(conn: pymysql.Connection[Any], proc: subprocess.Popen[str], db: str = "cdc") -> None:
+    """Waits until the daemon has stored its first checkpoint (it captures from then on)."""
+    deadline = time.monotonic() + 60
+    while True:
+        with conn.cursor() as cur:
+            try:
+                cur.execute(f"SELECT COUNT(*) FROM `{db}`.cdc_checkpoint")
+                if cur.fetchone()[0]:
+                    return
+            except pymysql.err.ProgrammingError:
+                pass
+        if proc.poll() is not None:
+            raise AssertionError(f"daemon exited {proc.returncode}:\n{proc.stderr.read()[-3000:]}")  # type: ignore[union-attr]
+        if time.monotonic() > deadline:
+            raise AssertionError("daemon did not start capturing in 60 s")
+        time.sleep(0.1)
+
+
+def events(conn: pymysql.Connection[Any], db: str = "cdc") -> list[dict[str, Any]]:
+    with conn.cursor(pymysql.cursors.DictCursor) as cur:
+        cur.execute(f"SELECT * FROM `{db}`.event ORDER BY id")
+        rows = list(cur.fetchall())
+    for row in rows:
+        row["data"] = json.loads(row["data"])
+    return rows
+
+
+# -- replay: the event table, applied in id order to empty copies, must rebuild the tables --
+
+
+def _columns(conn: pymysql.Connection[Any], schema: str, table: str) -> dict[str, str]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (schema, table),
+        )
+        return {name: kind.lower() for name, kind in cur.fetchall()}
+
+
+def _sql_value(kind: str, value: Any) -> tuple[str, Any]:
+    """A placeholder expression and its parameter, for a rendered value of a column type."""
+    if value is None:
+        return "%s", None
+    if kind in ("binary", "varbinary", "blob", "tinyblob", "mediumblob", "longblob"):
+        return "UNHEX(%s)", value
+    if kind in ("json", "longtext") and not isinstance(value, str):
+        return "%s", json.dumps(value)
+    if kind == "set":
+        return "%s", ",".join(value)
+    if kind in ("timestamp", "datetime") and isinstance(value, str):
+        return "%s", value.rstrip("Z").replace("T", " ")
+    if kind == "bit":
+        return "%s", int(value)
+    return "%s", value
+
+
+def replay(
+    conn: pymysql.Connection[Any], tables: list[tuple[str, str]], db: str = "cdc"
+) -> None:
+    """Copies each `schema.table` to `schema.table__replay` (empty) and applies the events."""
+    with conn.cursor() as cur:
+        cur.execute("SET time_zone = '+00:00'")
+        cur.execute("SET sql_mode = ''")
+        for schema, table in tables:
+            cur.execute(f"DROP TABLE IF EXISTS `{schema}`.`{table}__replay`")
+            cur.execute(f"CREATE TABLE `{schema}`.`{table}__replay` LIKE `{schema}`.`{table}`")
+        kinds = {t: _columns(conn, *t) for t in tables}
+        keys = {t: _primary_key(conn, *t) for t in tables}
+        for event in events(conn, db):
+            target = (event["schema_name"], event["table_name"])
+            if target not in kinds:
+                continue
+            name = f"`{target[0]}`.`{target[1]}__replay`"
+            kind, key, data = kinds[target], keys[target], event["data"]
+            if event["type"] == "CREATE":
+                row = data["after"]
+                parts = [_sql_value(kind[c], v) for c, v in row.items()]
+                cur.execute(
+                    f"INSERT INTO {name} ({', '.join(f'`{c}`' for c in row)})"
+                    f" VALUES ({', '.join(p for p, _ in parts)})",
+                    [v for _, v in parts],
+                )
+                continue
+            before = data["before"]
+            match_cols = key or list(before)
+            where, params = [], []
+            for c in match_cols:
+                p, v = _sql_value(kind[c], before[c])
+                if v is None:
+                    where.append(f"`{c}` IS NULL")
+                else:
+                    where.append(f"`{c}` <=> {p}")
+                    params.append(v)
+            if event["type"] == "UPDATE":
+                sets = [_sql_value(kind[c], v) for c, v in data["after"].items()]
+                cur.execute(
+                    f"UPDATE {name} SET {', '.join(f'`{c}` = {p}' for c, (p, _) in zip(data['after'], sets))}"
+                    f" WHERE {' AND '.join(where)} LIMIT 1",
+                    [v for _, v in sets] + params,
+                )
+            else:
+                cur.execute(f"DELETE FROM {name} WHERE {' AND '.join(where)} LIMIT 1", params)
+            assert cur.rowcount == 1 or event["type"] == "UPDATE", f"replay of {event} matched no row"
+
+
+def _primary_key(conn: pymysql.Connection[Any], schema: str, table: str) -> list[str]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s"
+            " AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+            (schema, table),
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+def assert_replay_matches(
+    conn: pymysql.Connection[Any], tables: list[tuple[str, str]], db: str = "cdc"
+) -> None:
+    replay(conn, tables, db)
+    with conn.cursor() as cur:
+        for schema, table in tables:
+            cols = ", ".join(f"`{c}`" for c in _columns(conn, schema, table))
+            order = ", ".join(f"`{c}`" for c in _columns(conn, schema, table))
+            cur.execute(f"SELECT {cols} FROM `{schema}`.`{table}` ORDER BY {order}")
+            original = cur.fetchall()
+            cur.execute(f"SELECT {cols} FROM `{schema}`.`{table}__replay` ORDER BY {order}")
+            copy = cur.fetchall()
+            assert len(original) == len(copy), f"{schema}.{table}: {len(original)} rows, replay {len(copy)}"
+            assert original == copy, f"{schema}.{table}: replay differs"
