@@ -44,7 +44,8 @@ class Column:
     size: int = 0
     enum_values: tuple[str, ...] = ()
     set_values: tuple[str, ...] = ()
-    # MariaDB data type plugins stored as BINARY in the binlog: "uuid", "inet4", "inet6".
+    # What the binlog does not tell, found in information_schema: MariaDB's "uuid",
+    # "inet4", "inet6" (stored as BINARY) and "json" (stored as LONGTEXT).
     logical: str | None = None
 
 

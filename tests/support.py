@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,29 +23,43 @@ def cdc_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "cdc", *args]
 
 
-def start_daemon(server: MariaDB, *args: str, db: str = "cdc") -> subprocess.Popen[str]:
-    """`cdc run` as a real process (logs to a pipe read by `stop_daemon`)."""
+class Daemon(subprocess.Popen[str]):
+    """A `cdc run` process whose log goes to a file (a pipe could fill and block it)."""
+
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_daemon(server: MariaDB, *args: str, db: str = "cdc") -> Daemon:
+    """`cdc run` as a real process, capturing into database `db`."""
     url = f"mysql://root@127.0.0.1:{server.port}/{db}"
     env = dict(os.environ, CDC_DSN=url)
-    return subprocess.Popen(
-        cdc_command("run", "--no-http", *args),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log_path = Path(tempfile.mkstemp(prefix="cdc-daemon-", suffix=".log")[1])
+    with open(log_path, "w") as log:
+        proc = Daemon(
+            cdc_command("run", "--no-http", *args),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
+    proc.log_path = log_path
+    return proc
 
 
-def stop_daemon(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
+def stop_daemon(proc: Daemon, sig: int = signal.SIGTERM) -> tuple[int, str]:
+    """Stops the daemon (SIGTERM by default); returns its exit code and log."""
     if proc.poll() is None:
         proc.send_signal(sig)
     try:
-        _, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
-        _, err = proc.communicate()
-        raise AssertionError(f"daemon did not stop within 30 s:\n{err[-3000:]}") from None
-    return proc.returncode, err
+        proc.wait()
+        raise AssertionError(f"daemon did not stop within 30 s:\n{proc.log()[-3000:]}") from None
+    return proc.returncode, proc.log()
 
 
 def event_count(conn: pymysql.Connection[Any], db: str = "cdc") -> int:
@@ -60,7 +75,7 @@ def wait_for_events(
     conn: pymysql.Connection[Any],
     count: int,
     timeout: float = 120,
-    proc: subprocess.Popen[str] | None = None,
+    proc: Daemon | None = None,
     db: str = "cdc",
 ) -> int:
     """Waits until the event table holds at least `count` rows; returns the count."""
@@ -70,13 +85,13 @@ def wait_for_events(
         if have >= count:
             return have
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"daemon exited {proc.returncode}:\n{proc.stderr.read()[-3000:]}")  # type: ignore[union-attr]
+            raise AssertionError(f"daemon exited {proc.returncode}:\n{proc.log()[-3000:]}")
         if time.monotonic() > deadline:
             raise AssertionError(f"only {have} of {count} events after {timeout} s")
         time.sleep(0.2)
 
 
-def wait_ready(conn: pymysql.Connection[Any], proc: subprocess.Popen[str], db: str = "cdc") -> None:
+def wait_ready(conn: pymysql.Connection[Any], proc: Daemon, db: str = "cdc") -> None:
     """Waits until the daemon has stored its first checkpoint (it captures from then on)."""
     deadline = time.monotonic() + 60
     while True:
@@ -88,7 +103,7 @@ def wait_ready(conn: pymysql.Connection[Any], proc: subprocess.Popen[str], db: s
             except pymysql.err.ProgrammingError:
                 pass
         if proc.poll() is not None:
-            raise AssertionError(f"daemon exited {proc.returncode}:\n{proc.stderr.read()[-3000:]}")  # type: ignore[union-attr]
+            raise AssertionError(f"daemon exited {proc.returncode}:\n{proc.log()[-3000:]}")
         if time.monotonic() > deadline:
             raise AssertionError("daemon did not start capturing in 60 s")
         time.sleep(0.1)
@@ -205,4 +220,5 @@ def assert_replay_matches(
             cur.execute(f"SELECT {cols} FROM `{schema}`.`{table}__replay` ORDER BY {order}")
             copy = cur.fetchall()
             assert len(original) == len(copy), f"{schema}.{table}: {len(original)} rows, replay {len(copy)}"
-            assert original == copy, f"{schema}.{table}: replay differs"
+            for a, b in zip(original, copy, strict=True):
+                assert a == b, f"{schema}.{table}: replay differs: original {a!r}, replay {b!r}"

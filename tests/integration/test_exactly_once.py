@@ -7,7 +7,8 @@ import random
 import signal
 import threading
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import psutil
 import pytest
@@ -37,8 +38,11 @@ TABLES = (
 class Workload:
     """Random application writes: single statements, multi-table transactions, rollbacks."""
 
+    opened: ClassVar[list[Workload]] = []
+
     def __init__(self, server: MariaDB, db: str, seed: int) -> None:
         self.conn = server.connect(db)
+        Workload.opened.append(self)
         self.rng = random.Random(seed)
         self.db = db
         self.next_patient = 0
@@ -51,7 +55,7 @@ class Workload:
         if roll < 0.3:
             self.next_patient += 1
             cur.execute(
-                "INSERT INTO patient VALUES (%s, %s, %s, %s, %s, %s)",
+                "INSERT INTO patient (id, name, weight, born, seen, user_id) VALUES (%s, %s, %s, %s, %s, %s)",
                 (self.next_patient, f"p{self.next_patient} é", f"{rng.randint(0, 99999) / 100:.2f}",
                  f"19{rng.randint(10, 99)}-0{rng.randint(1, 9)}-2{rng.randint(0, 8)}",
                  f"2026-05-{rng.randint(10, 28)} 12:{rng.randint(10, 59)}:40.{rng.randint(100, 999)}",
@@ -103,7 +107,7 @@ def captured(db: str) -> list[tuple[str, str]]:
     return [(db, t) for t in ("patient", "item", "journal", "doc")]
 
 
-def finish(server: MariaDB, db: str, conn: Any) -> None:
+def finish(server: MariaDB, db: str, conn: Any, proc: Any) -> None:
     """Writes a sentinel and waits for its event: every earlier change is then stored."""
     with conn.cursor() as cur:
         cur.execute(f"INSERT INTO `{db}`.sentinel VALUES (1)")
@@ -113,7 +117,9 @@ def finish(server: MariaDB, db: str, conn: Any) -> None:
             cur.execute(f"SELECT COUNT(*) FROM `{db}_cdc`.event WHERE table_name = 'sentinel'")
             if cur.fetchone()[0]:
                 return
-        assert time.monotonic() < deadline, "the sentinel event never arrived"
+        if time.monotonic() > deadline or proc.poll() is not None:
+            _, err = stop_daemon(proc)
+            raise AssertionError(f"the sentinel event never arrived; daemon log:\n{err[-5000:]}")
         time.sleep(0.2)
 
 
@@ -125,7 +131,7 @@ def assert_ids_gapless(conn: Any, db: str) -> None:
 
 
 @pytest.fixture
-def app(mariadb: MariaDB, request: pytest.FixtureRequest) -> tuple[MariaDB, str, Any]:
+def app(mariadb: MariaDB, request: pytest.FixtureRequest) -> Iterator[tuple[MariaDB, str, Any]]:
     db = request.node.name[:30]
     conn = mariadb.connect()
     with conn.cursor() as cur:
@@ -134,7 +140,11 @@ def app(mariadb: MariaDB, request: pytest.FixtureRequest) -> tuple[MariaDB, str,
         cur.execute(f"CREATE DATABASE `{db}`")
         for ddl in TABLES:
             cur.execute(ddl.format(db=db))
-    return mariadb, db, conn
+    yield mariadb, db, conn
+    for opened in [conn, *(w.conn for w in Workload.opened)]:
+        if opened.open:
+            opened.close()
+    Workload.opened.clear()
 
 
 def test_sigkill_at_any_moment_loses_and_repeats_nothing(app: tuple[MariaDB, str, Any]) -> None:
@@ -177,7 +187,7 @@ def test_sigkill_at_any_moment_loses_and_repeats_nothing(app: tuple[MariaDB, str
             proc = start_daemon(server, db=f"{db}_cdc")
         writer.join()
         assert not failures, failures
-        finish(server, db, conn)
+        finish(server, db, conn, proc)
     finally:
         stop.set()
         code, err = stop_daemon(proc)
@@ -202,9 +212,16 @@ def test_lost_connection_and_server_restart(app: tuple[MariaDB, str, Any]) -> No
         for _ in range(150):
             work.step()
         # Kill the replica connection from the server side.
+        deadline = time.monotonic() + 30
         with conn.cursor() as cur:
-            cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
-            dumps = [row[0] for row in cur.fetchall()]
+            while True:
+                cur.execute(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'"
+                )
+                dumps = [row[0] for row in cur.fetchall()]
+                if dumps or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
             assert dumps, "no binlog dump thread: the daemon is not connected"
             for thread_id in dumps:
                 cur.execute(f"KILL {thread_id}")
@@ -217,7 +234,7 @@ def test_lost_connection_and_server_restart(app: tuple[MariaDB, str, Any]) -> No
         work.conn = server.connect(db)
         for _ in range(150):
             work.step()
-        finish(server, db, conn)
+        finish(server, db, conn, proc)
     finally:
         code, err = stop_daemon(proc)
     assert code == 0, err
@@ -281,7 +298,7 @@ def test_big_transaction_keeps_memory_flat(mariadb: MariaDB) -> None:
                 cur.execute("SELECT last_event_id FROM big_cdc.cdc_checkpoint")
                 if cur.fetchone()[0] >= 1_000_000:
                     break
-            assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
+            assert proc.poll() is None, proc.log()
             assert time.monotonic() < deadline, "1M-row transaction not captured in 15 minutes"
             time.sleep(0.25)
     finally:

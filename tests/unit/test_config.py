@@ -60,7 +60,9 @@ def test_flag_beats_environment_beats_file(tmp_path: Path) -> None:
     config.write_text('dsn = "mysql://file@h/fromfile"\n')
     runner = CliRunner()
     # Each run fails to connect (port 1), and the error names the DSN that won.
-    result = runner.invoke(main, ["--config", str(config), "check", "--dsn", "mysql://flag@127.0.0.1:1/x"])
+    result = runner.invoke(
+        main, ["--config", str(config), "check", "--dsn", "mysql://flag@127.0.0.1:1/x"]
+    )
     assert "127.0.0.1:1" in result.output
     result = runner.invoke(
         main, ["--config", str(config), "check"], env={"CDC_DSN": "mysql://env@127.0.0.1:2/x"}
@@ -88,7 +90,9 @@ GOOD = {
 ALL = ["GRANT ALL PRIVILEGES ON *.* TO `ROOT`@`LOCALHOST`"]
 
 
-def verdicts(variables: dict[str, str], grants: list[str] = ALL, mariadb: bool = False) -> dict[str, bool]:
+def verdicts(
+    variables: dict[str, str], grants: list[str] = ALL, mariadb: bool = False
+) -> dict[str, bool]:
     info = ServerInfo("8.0.36", mariadb)
     checks = _evaluate(info, variables, grants, {"event", "cdc_checkpoint"}, "cdc")
     return {c.name: c.ok for c in checks}

@@ -1,0 +1,223 @@
+"""Shared pieces of the HTTP tests: an event database, a running server, an SSE reader.
+
+No tests here. The server runs for real (aiohttp on a free port, History on MariaDB);
+events reach the hub as the daemon hands them over: committed to the table, then
+published.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+
+from cdc import server
+from cdc.history import History
+from cdc.hub import Hub
+from cdc.models import StoredEvent
+from cdc.sandbox import MariaDB
+from cdc.store import init_schema
+
+_numbers = itertools.count(1)
+
+
+@dataclass
+class EventDb:
+    """A fresh database holding an empty event table, and a connection to it."""
+
+    server: MariaDB
+    name: str
+    conn: Any
+    last: int = 0
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"host": "127.0.0.1", "port": self.server.port, "user": "root", "database": self.name}
+
+    def insert(self, events: list[StoredEvent]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO `{self.name}`.event (id, timestamp, user_id, type, schema_name,"
+                " table_name, row_id, data, txn) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                events,
+            )
+        self.last = max(self.last, *(e.id for e in events))
+
+    def new_events(self, count: int, **fields: Any) -> list[StoredEvent]:
+        batch = [make_event(self.last + k + 1, **fields) for k in range(count)]
+        self.insert(batch)
+        return batch
+
+
+def make_event(
+    i: int,
+    table: str = "patient",
+    schema: str = "bhima",
+    type: str = "UPDATE",
+    timestamp: str = "2026-05-12 12:19:40.000000",
+    row_id: str | None = None,
+    user_id: str | None = "7",
+    pad: int = 0,
+) -> StoredEvent:
+    data: dict[str, Any] = {"after": {"id": i, "name": f"patient {i}"}}
+    if type == "UPDATE":
+        data["before"] = {"id": i, "name": f"old {i}"}
+        data["changed"] = ["name"]
+    elif type == "DELETE":
+        data = {"before": data["after"]}
+    if pad:
+        data["pad"] = "x" * pad
+    return StoredEvent(
+        i,
+        timestamp,
+        user_id,
+        type,
+        schema,
+        table,
+        str(i) if row_id is None else row_id,
+        json.dumps(data),
+        f"0-1-{i}",
+    )
+
+
+@pytest.fixture
+def event_db(mariadb: MariaDB) -> Iterator[EventDb]:
+    name = f"srv_{next(_numbers)}"
+    init_schema({"host": "127.0.0.1", "port": mariadb.port, "user": "root"}, name)
+    conn = mariadb.connect(name)
+    try:
+        yield EventDb(mariadb, name, conn)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
+@dataclass
+class Running:
+    """A started HTTP server with its hub and history."""
+
+    http: server.HttpServer
+    hub: Hub
+    history: History
+    db: EventDb
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.http.url
+
+    def commit(self, count: int, **fields: Any) -> list[StoredEvent]:
+        """As the daemon does: write events to the table, then hand them to the hub."""
+        batch = self.db.new_events(count, **fields)
+        self.hub.publish(batch)
+        return batch
+
+
+@contextlib.asynccontextmanager
+async def running(db: EventDb, **settings: Any) -> AsyncIterator[Running]:
+    with db.conn.cursor() as cur:
+        cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM `{db.name}`.event")
+        last = int(cur.fetchone()[0])
+    hub = Hub(last_id=last)
+    history = History(db.kwargs())
+    state: dict[str, Any] = {
+        "state": "capturing",
+        "position": "binlog.000003:1234",
+        "gtid": None,
+        "lag_seconds": 0.5,
+        "last_event_id": last,
+    }
+    options: dict[str, Any] = {"port": 0, **settings}
+    http = await server.start(server.HttpSettings(**options), hub, history, lambda: state)
+    try:
+        yield Running(http, hub, history, db, state)
+    finally:
+        await http.stop()
+        await history.close()
+
+
+class Sse:
+    """Reads server-sent events from an open response, frame by frame."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self.last_id: str | None = None
+        self.retry: int | None = None
+        self.comments = 0
+
+    async def frame(self) -> dict[str, str] | None:
+        """The next frame with an id or data (None at the end of the stream)."""
+        fields: dict[str, str] = {}
+        while True:
+            raw = await self.response.content.readline()
+            if not raw:
+                return None
+            line = raw.decode().rstrip("\n")
+            if not line:
+                if "id" in fields or "data" in fields:
+                    if "id" in fields:
+                        self.last_id = fields["id"]
+                    return fields
+                fields = {}
+                continue
+            if line.startswith(":"):
+                self.comments += 1
+                continue
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "retry":
+                self.retry = int(value)
+            elif name in ("id", "event", "data"):
+                fields[name] = value
+
+    async def events(self, count: int) -> list[dict[str, Any]]:
+        """The next `count` events (skipping id-only frames), parsed."""
+        out: list[dict[str, Any]] = []
+        while len(out) < count:
+            frame = await self.frame()
+            if frame is None:
+                raise AssertionError(f"stream ended after {len(out)} of {count} events")
+            if "data" in frame:
+                event = json.loads(frame["data"])
+                assert frame["id"] == str(event["id"]) and frame["event"] == event["type"]
+                out.append(event)
+        return out
+
+
+@contextlib.asynccontextmanager
+async def stream(
+    session: aiohttp.ClientSession,
+    url: str,
+    params: Any = None,
+    last_event_id: int | None = None,
+) -> AsyncIterator[Sse]:
+    headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+    async with session.get(f"{url}/stream", params=params, headers=headers) as response:
+        assert response.status == 200, await response.text()
+        assert response.headers["Content-Type"] == "text/event-stream"
+        sse = Sse(response)
+        yield sse
+
+
+def all_ids(db: EventDb, where: str = "1") -> list[int]:
+    with db.conn.cursor() as cur:
+        cur.execute(f"SELECT id FROM `{db.name}`.event WHERE {where} ORDER BY id")
+        return [int(r[0]) for r in cur.fetchall()]
+
+
+__all__ = [
+    "EventDb",
+    "Running",
+    "Sse",
+    "all_ids",
+    "event_db",
+    "make_event",
+    "running",
+    "stream",
+]
