@@ -38,6 +38,8 @@ log = structlog.get_logger("cdc.daemon")
 PROGRESS_EVERY = 10.0
 IDLE_CHECKPOINT_EVERY = 30.0
 BACKOFF = (0.5, 1, 2, 5, 10, 30)
+# Longest wait for the next source transaction before committing what is open (seconds).
+LINGER = 0.005
 
 
 @dataclass
@@ -204,7 +206,9 @@ class Capture:
                         st.rollback()
                 return None
             try:
-                item = items.get(timeout=0.5)
+                # While a sink transaction is open, wait only briefly for more: a short
+                # linger groups the next source transactions into the same commit.
+                item = items.get(timeout=LINGER if st.in_transaction else 0.5)
             except queue.Empty:
                 item = None
             if isinstance(item, _End):
@@ -232,7 +236,7 @@ class Capture:
 
             now = time.monotonic()
             if st.in_transaction and clean and last_commit is not None and (
-                items.empty()
+                item is None
                 or st.events_in_txn >= settings.batch_events
                 or now - opened_at >= settings.batch_seconds
             ):

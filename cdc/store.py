@@ -21,8 +21,9 @@ from cdc.errors import StartupError
 from cdc.models import ChangeRecord, Position, StoredEvent
 
 EVENT_COLUMNS = "id, timestamp, user_id, type, schema_name, table_name, row_id, data, txn"
-# Keep each INSERT well under the server's max_allowed_packet (16 MiB by default).
-MAX_STATEMENT_BYTES = 4 * 1024 * 1024
+# Keep each INSERT well under the server's max_allowed_packet (16 MiB by default), and
+# the text waiting to be sent small.
+MAX_STATEMENT_BYTES = 2 * 1024 * 1024
 
 
 def ddl_statements() -> list[str]:
@@ -82,6 +83,9 @@ class Store:
         self.published: list[StoredEvent] = []
         self.overflowed = False
         self.events_in_txn = 0
+        # VALUES tuples not yet sent: sent when they reach MAX_STATEMENT_BYTES or at commit.
+        self._parts: list[str] = []
+        self._size = 0
 
     # -- connection -------------------------------------------------------------------
 
@@ -167,8 +171,7 @@ class Store:
         escape = escape_string
         next_id = self._pending_id
         keep = not self.overflowed
-        parts: list[str] = []
-        size = 0
+        parts = self._parts
         ts_cache: dict[float, str] = {}
         for record in records:
             next_id += 1
@@ -202,14 +205,11 @@ class Store:
                 escape(record.txn),
             )
             parts.append(part)
-            size += len(part)
+            self._size += len(part)
             if keep:
                 self.published.append(event)
-            if size >= MAX_STATEMENT_BYTES:
-                self._insert(parts)
-                parts, size = [], 0
-        if parts:
-            self._insert(parts)
+            if self._size >= MAX_STATEMENT_BYTES:
+                self._flush()
         self._pending_id = next_id
         self.events_in_txn += len(records)
         if keep and len(self.published) > self.keep_in_memory:
@@ -217,14 +217,19 @@ class Store:
             self.published = []
             self.overflowed = True
 
-    def _insert(self, parts: list[str]) -> None:
-        with self._cursor() as cur:
-            cur.execute(f"INSERT INTO event ({EVENT_COLUMNS}) VALUES " + ",".join(parts))
+    def _flush(self) -> None:
+        """One multi-row INSERT for everything added since the last one: few round trips."""
+        if self._parts:
+            with self._cursor() as cur:
+                cur.execute(f"INSERT INTO event ({EVENT_COLUMNS}) VALUES " + ",".join(self._parts))
+            self._parts.clear()
+            self._size = 0
 
     def commit(self, position: Position, source_timestamp: float | None) -> float:
         """Store the checkpoint and commit the sink transaction; returns commit seconds."""
         self.begin()
         started = time.perf_counter()
+        self._flush()
         source_ts = utc_text(source_timestamp) if source_timestamp else None
         with self._cursor() as cur:
             cur.execute(
@@ -251,6 +256,8 @@ class Store:
                 self.close()
         self._open = False
         self._pending_id = self.last_id
+        self._parts.clear()
+        self._size = 0
         self.published = []
         self.overflowed = False
         self.events_in_txn = 0
