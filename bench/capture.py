@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cdc.sandbox import MariaDB  # noqa: E402
+from cdc.sandbox import MariaDB
 
 TABLE = """CREATE TABLE bench.patient (
     id INT UNSIGNED PRIMARY KEY, uuid BINARY(16) NOT NULL, display_name VARCHAR(100),
@@ -47,9 +47,17 @@ def workload(server: MariaDB, rows: int) -> tuple[str, int, str, int]:
             for _ in range(n):
                 next_id += 1
                 values.append(
-                    (next_id, rng.randbytes(16), f"Patient {next_id}", f"19{rng.randint(40, 99)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
-                     rng.choice("FM"), f"{rng.randint(2000, 12000) / 100:.2f}", "2026-05-12 12:19:40.123",
-                     "note " * rng.randint(0, 8), rng.randint(1, 50))
+                    (
+                        next_id,
+                        rng.randbytes(16),
+                        f"Patient {next_id}",
+                        f"19{rng.randint(40, 99)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
+                        rng.choice("FM"),
+                        f"{rng.randint(2000, 12000) / 100:.2f}",
+                        "2026-05-12 12:19:40.123",
+                        "note " * rng.randint(0, 8),
+                        rng.randint(1, 50),
+                    )
                 )
             cur.executemany("INSERT INTO bench.patient VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", values)
             done += n
@@ -129,7 +137,13 @@ def part_cdc(port: int, log_file: str, log_pos: int, decoder: str) -> dict[str, 
 
 
 def child(argv: list[str]) -> None:
-    kind, port, log_file, log_pos, end_pos = argv[0], int(argv[1]), argv[2], int(argv[3]), int(argv[4])
+    kind, port, log_file, log_pos, end_pos = (
+        argv[0],
+        int(argv[1]),
+        argv[2],
+        int(argv[3]),
+        int(argv[4]),
+    )
     if kind == "bare":
         result = part_bare(port, log_file, log_pos, end_pos)
     else:
@@ -140,7 +154,16 @@ def child(argv: list[str]) -> None:
 
 def run_part(kind: str, port: int, start: tuple[str, int], end_pos: int) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, str(port), start[0], str(start[1]), str(end_pos)],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            kind,
+            str(port),
+            start[0],
+            str(start[1]),
+            str(end_pos),
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -167,7 +190,9 @@ def main() -> None:
             results[kind] = r = run_part(kind, server.port, (log_file, log_pos), end_pos)
             r["rows_per_s"] = r["rows"] / r["seconds"]
         base = results.get("bare")
-        print(f"{'reader':<34} {'rows':>8} {'seconds':>8} {'rows/s':>9} {'vs bare':>8} {'peak RSS':>9}")
+        print(
+            f"{'reader':<34} {'rows':>8} {'seconds':>8} {'rows/s':>9} {'vs bare':>8} {'peak RSS':>9}"
+        )
         labels = {
             "bare": "(a) bare mysql-replication loop",
             "library": "(b) cdc, library decoder",

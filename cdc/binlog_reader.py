@@ -56,7 +56,7 @@ class ConnectionLost(Exception):  # noqa: N818 - a condition, not a programming 
     """The replica connection dropped; the caller restarts from its checkpoint."""
 
 
-class _NoSilentReconnect(pymysql.connections.Connection):  # type: ignore[misc]
+class _NoSilentReconnect(pymysql.connections.Connection):
     """A replica connection whose read errors are not the library's 2006/2013.
 
     `BinLogStreamReader.fetchone` swallows those two codes and reconnects from a place
@@ -66,7 +66,7 @@ class _NoSilentReconnect(pymysql.connections.Connection):  # type: ignore[misc]
 
     def _read_packet(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return super()._read_packet(*args, **kwargs)
+            return super()._read_packet(*args, **kwargs)  # type: ignore[no-untyped-call]
         except pymysql.err.OperationalError as error:
             if error.args and error.args[0] in (2006, 2013):
                 raise ConnectionLost(str(error)) from error

@@ -44,7 +44,7 @@ def connect(connection: dict[str, Any]) -> pymysql.Connection[Any]:
 
 
 def server_info(conn: pymysql.Connection[Any]) -> ServerInfo:
-    version = conn.get_server_info()
+    version: str = conn.get_server_info()  # type: ignore[no-untyped-call]
     return ServerInfo(version, "mariadb" in version.lower())
 
 
@@ -164,9 +164,7 @@ def _evaluate(
         ("SELECT", ("SELECT",)),
     ):
         has = any(_has(grants, name) for name in names)
-        checks.append(
-            Check(f"privilege {privilege}", has, "granted" if has else "missing", grant)
-        )
+        checks.append(Check(f"privilege {privilege}", has, "granted" if has else "missing", grant))
     writes = all(_has(grants, p, f"{database}.*") for p in ("INSERT", "UPDATE"))
     checks.append(
         Check(

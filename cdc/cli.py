@@ -250,8 +250,16 @@ def entry() -> None:  # pragma: no cover - console script shim
 
 
 @main.command()
-@click.option("--http", default="127.0.0.1:8080", show_default=True, help="Address of the page and API.")
-@click.option("--interval", default=0.5, show_default=True, type=click.FloatRange(0.001), help="Seconds between demo writes.")
+@click.option(
+    "--http", default="127.0.0.1:8080", show_default=True, help="Address of the page and API."
+)
+@click.option(
+    "--interval",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.001),
+    help="Seconds between demo writes.",
+)
 def demo(http: str, interval: float) -> None:
     """Try cdc: a throwaway MariaDB with a small hospital schema and a stream of writes,
     captured live (open the page it prints). Everything is removed on Ctrl-C."""

@@ -98,7 +98,9 @@ def load_toml(path: str | None) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found", fix="check the --config path") from None
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}", fix="correct it") from None
+        raise ConfigError(
+            f"config file {path} is not valid TOML: {error}", fix="correct it"
+        ) from None
     return {key.replace("-", "_"): value for key, value in data.items()}
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pymysql
 import structlog
 
-from cdc import checks, store
+from cdc import checks, metrics, store
 from cdc.binlog_reader import (
     RETRYABLE_ERRORS,
     BinlogReader,
@@ -188,12 +188,12 @@ class Capture:
             nonlocal last_commit, idle_position, stored_at, progress_events
             assert last_commit is not None
             count = st.events_in_txn
-            events, overflowed = st.published, st.overflowed
+            events, overflowed, counts = st.published, st.overflowed, st.counts
             seconds = st.commit(last_commit.position, last_commit.timestamp)
             self.publish(None if overflowed else events, st.last_id)
             self.events_total += count
             progress_events += count
-            self._observe(last_commit, seconds)
+            self._observe(last_commit, seconds, counts)
             last_commit, idle_position = None, None
             stored_at = time.monotonic()
 
@@ -224,21 +224,26 @@ class Capture:
                 st.add(item.records)
                 clean = False
             elif isinstance(item, Commit):
-                if item.captured:
-                    last_commit, clean = item, True
-                elif st.in_transaction:
+                if item.captured or st.in_transaction:
                     last_commit, clean = item, True
                 else:
                     idle_position = item if item.foreign or idle_position is not None else None
                     self.status.update(position=str(item.position), gtid=item.position.gtid)
-            elif isinstance(item, Heartbeat):
-                self.status["lag_seconds"] = 0.0 if items.empty() else self.status["lag_seconds"]
+            elif isinstance(item, Heartbeat) and items.empty() and not st.in_transaction:
+                # The server has sent everything: nothing is waiting to be captured.
+                self.status["lag_seconds"] = 0.0
+                metrics.capture_lag_seconds.set(0.0)
 
             now = time.monotonic()
-            if st.in_transaction and clean and last_commit is not None and (
-                item is None
-                or st.events_in_txn >= settings.batch_events
-                or now - opened_at >= settings.batch_seconds
+            if (
+                st.in_transaction
+                and clean
+                and last_commit is not None
+                and (
+                    item is None
+                    or st.events_in_txn >= settings.batch_events
+                    or now - opened_at >= settings.batch_seconds
+                )
             ):
                 commit()
             elif (
@@ -261,15 +266,21 @@ class Capture:
                 )
                 progress_at, progress_events = now, 0
 
-    def _observe(self, commit: Commit, seconds: float) -> None:
+    def _observe(
+        self, commit: Commit, seconds: float, counts: dict[tuple[str, str, str], int]
+    ) -> None:
         position = commit.position
+        lag = max(0.0, round(time.time() - commit.timestamp, 3))
         self.status.update(
             position=str(position),
             gtid=position.gtid,
             last_event_id=self.store.last_id,
-            lag_seconds=max(0.0, round(time.time() - commit.timestamp, 3)),
+            lag_seconds=lag,
         )
-        del seconds
+        metrics.batch_commit_seconds.observe(seconds)
+        metrics.capture_lag_seconds.set(lag)
+        for (schema, table, kind), count in counts.items():
+            metrics.events_captured.labels(schema, table, kind).inc(count)
 
 
 def retryable(error: BaseException) -> bool:
@@ -290,7 +301,7 @@ def current_position(connection: dict[str, Any]) -> Position:
             gtid = None
             if row is None:
                 raise StartupError("the binary log is off", fix="enable log_bin (see `cdc check`)")
-            if "mariadb" in conn.get_server_info().lower():
+            if checks.server_info(conn).is_mariadb:
                 cur.execute("SELECT @@gtid_binlog_pos")
                 gtid = cur.fetchone()[0] or None
             elif len(row) > 4 and row[4]:
@@ -351,7 +362,9 @@ class Daemon:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         info = await asyncio.to_thread(preflight, self.settings)
-        capture = self.capture = Capture(self.settings, info.is_mariadb, self._publish, self.blocking)
+        capture = self.capture = Capture(
+            self.settings, info.is_mariadb, self._publish, self.blocking
+        )
         http = await self._start_http()
         thread = threading.Thread(target=capture.run, name="cdc-capture", daemon=True)
         thread.start()
@@ -397,4 +410,3 @@ class Daemon:
             return error.exit_code
         log.info("stopped", events=self.capture.events_total if self.capture else 0)
         return 0
-

@@ -44,7 +44,13 @@ def _writes(server: MariaDB, stop: threading.Event, interval: float) -> None:
                 cur.execute(
                     "INSERT INTO patient (uuid, display_name, sex, dob, user_id)"
                     " VALUES (%s, %s, %s, %s, %s)",
-                    (uid, rng.choice(NAMES), rng.choice("FM"), f"19{rng.randint(40, 99)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}", user),
+                    (
+                        uid,
+                        rng.choice(NAMES),
+                        rng.choice("FM"),
+                        f"19{rng.randint(40, 99)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
+                        user,
+                    ),
                 )
             elif roll < 0.6:
                 cur.execute(
@@ -63,7 +69,13 @@ def _writes(server: MariaDB, stop: threading.Event, interval: float) -> None:
                 for line in range(1, rng.randint(2, 4)):
                     cur.execute(
                         "INSERT INTO invoice_item VALUES (%s, %s, %s, %s, %s)",
-                        (invoice, line, rng.choice(("consultation", "x-ray", "quinine")), f"{rng.randint(1, 90000) / 100:.2f}", user),
+                        (
+                            invoice,
+                            line,
+                            rng.choice(("consultation", "x-ray", "quinine")),
+                            f"{rng.randint(1, 90000) / 100:.2f}",
+                            user,
+                        ),
                     )
                 conn.commit()
             else:
@@ -82,7 +94,11 @@ def run_demo(http: str, interval: float) -> int:
                 cur.execute(statement)
         conn.close()
         url = f"mysql://root@127.0.0.1:{server.port}/cdc"
-        log.info("demo_server", dsn=url, mysql_client=f"mariadb -h127.0.0.1 -P{server.port} -uroot hospital")
+        log.info(
+            "demo_server",
+            dsn=url,
+            mysql_client=f"mariadb -h127.0.0.1 -P{server.port} -uroot hospital",
+        )
         daemon = Daemon(Settings(dsn=Dsn.parse(url), http=http))
         stop = threading.Event()
         writer = threading.Thread(target=_writes, args=(server, stop, interval), daemon=True)
@@ -94,7 +110,12 @@ def run_demo(http: str, interval: float) -> int:
 
         threading.Thread(target=start_writes, daemon=True).start()
         if http:
-            log.info("demo_open", page=f"http://{http}/", events=f"http://{http}/events", stream=f"http://{http}/stream")
+            log.info(
+                "demo_open",
+                page=f"http://{http}/",
+                events=f"http://{http}/events",
+                stream=f"http://{http}/stream",
+            )
         try:
             return daemon.run()
         finally:

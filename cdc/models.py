@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 
-class Op(str, enum.Enum):
+class Op(enum.StrEnum):
     """The kind of row change, as stored in `event.type`."""
 
     CREATE = "CREATE"

@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pymysql
 
@@ -59,10 +60,10 @@ class MariaDB:
     def url(self) -> str:
         return f"mysql://root@127.0.0.1:{self.port}/cdc"
 
-    def connect(self, db: str | None = None, **kwargs: object) -> pymysql.Connection:  # type: ignore[type-arg]
-        return pymysql.connect(
-            host="127.0.0.1", port=self.port, user="root", database=db, autocommit=True, **kwargs
-        )
+    def connect(self, db: str | None = None, **kwargs: Any) -> pymysql.Connection[Any]:
+        options: dict[str, Any] = {"host": "127.0.0.1", "port": self.port, "user": "root"}
+        options.update(database=db, autocommit=True, **kwargs)
+        return pymysql.connect(**options)
 
     def start(self) -> MariaDB:
         server = find_binary("mariadbd") or find_binary("mysqld")

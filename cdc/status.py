@@ -30,7 +30,9 @@ def capture_status(dsn: Dsn) -> dict[str, Any]:
             master = cur.fetchone()
             cur.execute("SHOW BINARY LOGS")
             logs = [(row[0], int(row[1])) for row in cur.fetchall()]
-            cur.execute(f"SELECT id, timestamp FROM `{dsn.database}`.event ORDER BY id DESC LIMIT 1")
+            cur.execute(
+                f"SELECT id, timestamp FROM `{dsn.database}`.event ORDER BY id DESC LIMIT 1"
+            )
             last = cur.fetchone()
     finally:
         conn.close()
@@ -51,7 +53,9 @@ def capture_status(dsn: Dsn) -> dict[str, Any]:
     report["stored gtid"] = gtid
     report["checkpoint written"] = updated
     if master:
-        report["behind (bytes)"] = bytes_behind(logs, log_file, int(log_pos), master[0], int(master[1]))
+        report["behind (bytes)"] = bytes_behind(
+            logs, log_file, int(log_pos), master[0], int(master[1])
+        )
         if report["behind (bytes)"] == 0:
             report["behind (seconds)"] = 0
         elif source_ts is not None:

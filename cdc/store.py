@@ -7,6 +7,7 @@ resumes right after the last stored transaction.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import time
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ class Store:
         self.published: list[StoredEvent] = []
         self.overflowed = False
         self.events_in_txn = 0
+        # Events per (schema, table, type) in the open sink transaction, for the metrics.
+        self.counts: dict[tuple[str, str, str], int] = {}
         # VALUES tuples not yet sent: sent when they reach MAX_STATEMENT_BYTES or at commit.
         self._parts: list[str] = []
         self._size = 0
@@ -106,10 +109,8 @@ class Store:
 
     def close(self) -> None:
         if self.conn is not None:
-            try:
+            with contextlib.suppress(pymysql.err.Error):
                 self.conn.close()
-            except pymysql.err.Error:
-                pass
             self.conn = None
         self._open = False
 
@@ -162,6 +163,7 @@ class Store:
             self.published = []
             self.overflowed = False
             self.events_in_txn = 0
+            self.counts = {}
 
     def add(self, records: list[ChangeRecord]) -> None:
         """Insert a chunk of events into the open sink transaction, giving them ids."""
@@ -172,6 +174,7 @@ class Store:
         next_id = self._pending_id
         keep = not self.overflowed
         parts = self._parts
+        counts = self.counts
         ts_cache: dict[float, str] = {}
         for record in records:
             next_id += 1
@@ -208,6 +211,8 @@ class Store:
             self._size += len(part)
             if keep:
                 self.published.append(event)
+            key = (record.schema, record.table, event.type)
+            counts[key] = counts.get(key, 0) + 1
             if self._size >= MAX_STATEMENT_BYTES:
                 self._flush()
         self._pending_id = next_id
@@ -261,6 +266,7 @@ class Store:
         self.published = []
         self.overflowed = False
         self.events_in_txn = 0
+        self.counts = {}
 
     @property
     def in_transaction(self) -> bool:

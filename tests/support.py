@@ -32,9 +32,9 @@ class Daemon(subprocess.Popen[str]):
         return self.log_path.read_text(errors="replace")
 
 
-def start_daemon(server: MariaDB, *args: str, db: str = "cdc") -> Daemon:
-    """`cdc run` as a real process, capturing into database `db`."""
-    url = f"mysql://root@127.0.0.1:{server.port}/{db}"
+def start_daemon(server: MariaDB, *args: str, db: str = "cdc", dsn: str | None = None) -> Daemon:
+    """`cdc run` as a real process, capturing into database `db` (or the `dsn` given)."""
+    url = dsn or f"mysql://root@127.0.0.1:{server.port}/{db}"
     env = dict(os.environ, CDC_DSN=url)
     log_path = Path(tempfile.mkstemp(prefix="cdc-daemon-", suffix=".log")[1])
     with open(log_path, "w") as log:
@@ -148,9 +148,7 @@ def _sql_value(kind: str, value: Any) -> tuple[str, Any]:
     return "%s", value
 
 
-def replay(
-    conn: pymysql.Connection[Any], tables: list[tuple[str, str]], db: str = "cdc"
-) -> None:
+def replay(conn: pymysql.Connection[Any], tables: list[tuple[str, str]], db: str = "cdc") -> None:
     """Copies each `schema.table` to `schema.table__replay` (empty) and applies the events."""
     with conn.cursor() as cur:
         cur.execute("SET time_zone = '+00:00'")
@@ -186,15 +184,20 @@ def replay(
                     where.append(f"`{c}` <=> {p}")
                     params.append(v)
             if event["type"] == "UPDATE":
-                sets = [_sql_value(kind[c], v) for c, v in data["after"].items()]
+                after = data["after"]
+                sets = [_sql_value(kind[c], v) for c, v in after.items()]
+                assignments = ", ".join(
+                    f"`{c}` = {p}" for c, (p, _) in zip(after, sets, strict=True)
+                )
                 cur.execute(
-                    f"UPDATE {name} SET {', '.join(f'`{c}` = {p}' for c, (p, _) in zip(data['after'], sets))}"
-                    f" WHERE {' AND '.join(where)} LIMIT 1",
+                    f"UPDATE {name} SET {assignments} WHERE {' AND '.join(where)} LIMIT 1",
                     [v for _, v in sets] + params,
                 )
             else:
                 cur.execute(f"DELETE FROM {name} WHERE {' AND '.join(where)} LIMIT 1", params)
-            assert cur.rowcount == 1 or event["type"] == "UPDATE", f"replay of {event} matched no row"
+            assert cur.rowcount == 1 or event["type"] == "UPDATE", (
+                f"replay of {event} matched no row"
+            )
 
 
 def _primary_key(conn: pymysql.Connection[Any], schema: str, table: str) -> list[str]:
@@ -219,6 +222,8 @@ def assert_replay_matches(
             original = cur.fetchall()
             cur.execute(f"SELECT {cols} FROM `{schema}`.`{table}__replay` ORDER BY {order}")
             copy = cur.fetchall()
-            assert len(original) == len(copy), f"{schema}.{table}: {len(original)} rows, replay {len(copy)}"
+            assert len(original) == len(copy), (
+                f"{schema}.{table}: {len(original)} rows, replay {len(copy)}"
+            )
             for a, b in zip(original, copy, strict=True):
                 assert a == b, f"{schema}.{table}: replay differs: original {a!r}, replay {b!r}"

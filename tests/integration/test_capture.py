@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
-import pymysql
 import pytest
 
 from cdc.sandbox import MariaDB
 from tests.support import (
-    assert_replay_matches,
     cdc_command,
     events,
     start_daemon,
@@ -106,3 +106,92 @@ def test_inserts_updates_deletes_in_commit_order(db: tuple[MariaDB, str, Any]) -
     assert got[3]["txn"] == got[4]["txn"] != got[2]["txn"]
     assert all(e["schema_name"] == app for e in got)
     assert "rolled back" not in str(got)
+
+
+def test_clean_stop_mid_transaction_then_resume(db: tuple[MariaDB, str, Any]) -> None:
+    """SIGTERM while a big transaction streams through: exit 0 within 10 s, nothing half
+    stored; the restart captures the whole transaction once."""
+    server, app, conn = db
+    run_sql(conn, f"CREATE TABLE `{app}`.t (id INT PRIMARY KEY, v VARCHAR(20))")
+    proc = start_daemon(server, db=f"{app}_cdc")
+    wait_ready(conn, proc, f"{app}_cdc")
+    run_sql(
+        conn,
+        "SET SESSION max_recursive_iterations = 1000000",
+        f"INSERT INTO `{app}`.t WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s"
+        " WHERE n < 200000) SELECT n, CONCAT('v', n) FROM s",
+    )
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"no clean stop within 10 s:\n{proc.log()[-3000:]}") from None
+    assert proc.returncode == 0, proc.log()
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*) FROM `{app}_cdc`.event")
+        assert cur.fetchone()[0] in (
+            0,
+            200000,
+        )  # a source transaction is stored whole or not at all
+    proc = start_daemon(server, db=f"{app}_cdc")
+    try:
+        wait_for_events(conn, 200000, proc=proc, db=f"{app}_cdc")
+    finally:
+        code, err = stop_daemon(proc)
+    assert code == 0, err
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*), COUNT(DISTINCT row_id), MAX(id) FROM `{app}_cdc`.event")
+        assert cur.fetchone() == (200000, 200000, 200000)
+
+
+def test_logs_are_json_lines_without_row_data_or_password(db: tuple[MariaDB, str, Any]) -> None:
+    server, app, conn = db
+    run_sql(
+        conn,
+        "CREATE USER IF NOT EXISTS 'logcheck'@'%' IDENTIFIED BY 's3cret-pw'",
+        "GRANT ALL PRIVILEGES ON *.* TO 'logcheck'@'%'",
+        f"CREATE TABLE `{app}`.t (id INT PRIMARY KEY, secret VARCHAR(40))",
+    )
+    env_dsn = f"mysql://logcheck:s3cret-pw@127.0.0.1:{server.port}/{app}_cdc"
+    proc = start_daemon(server, db=f"{app}_cdc", dsn=env_dsn)
+    try:
+        wait_ready(conn, proc, f"{app}_cdc")
+        run_sql(conn, f"INSERT INTO `{app}`.t VALUES (1, 'patient-diagnosis-xyz')")
+        wait_for_events(conn, 1, proc=proc, db=f"{app}_cdc")
+    finally:
+        code, log = stop_daemon(proc)
+    assert code == 0, log
+    lines = [json.loads(line) for line in log.splitlines() if line.strip()]
+    names = [line["event"] for line in lines]
+    assert "capture_start" in names and "stopped" in names
+    assert all({"event", "level", "timestamp"} <= set(line) for line in lines)
+    start = next(line for line in lines if line["event"] == "capture_start")
+    assert start["position"].startswith("binlog.")
+    assert "patient-diagnosis-xyz" not in log
+    assert "s3cret-pw" not in log
+
+
+def test_status_reports_position_and_lag(db: tuple[MariaDB, str, Any]) -> None:
+    server, app, conn = db
+    run_sql(conn, f"CREATE TABLE `{app}`.t (id INT PRIMARY KEY)")
+    proc = start_daemon(server, db=f"{app}_cdc")
+    try:
+        wait_ready(conn, proc, f"{app}_cdc")
+        run_sql(conn, f"INSERT INTO `{app}`.t VALUES (1), (2)")
+        wait_for_events(conn, 2, proc=proc, db=f"{app}_cdc")
+    finally:
+        code, err = stop_daemon(proc)
+    assert code == 0, err
+    done = subprocess.run(
+        cdc_command("status", "--dsn", f"mysql://root@127.0.0.1:{server.port}/{app}_cdc"),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    report = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    report = {k.strip(): v.strip() for k, v in report.items()}
+    assert report["stored position"].startswith("binlog.")
+    assert report["last event id"] == "2"
+    assert int(report["behind (bytes)"]) >= 0

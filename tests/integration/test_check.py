@@ -60,7 +60,9 @@ def test_check_names_each_misconfiguration(misconfigured: MariaDB) -> None:
 
 def test_run_refuses_a_misconfigured_server(misconfigured: MariaDB) -> None:
     done = subprocess.run(
-        cdc_command("run", "--no-http", "--dsn", f"mysql://root@127.0.0.1:{misconfigured.port}/cdc"),
+        cdc_command(
+            "run", "--no-http", "--dsn", f"mysql://root@127.0.0.1:{misconfigured.port}/cdc"
+        ),
         capture_output=True,
         text=True,
         timeout=60,
@@ -99,7 +101,9 @@ def test_bad_dsn_is_a_usage_error() -> None:
     )
     assert done.returncode == 2
     assert "must start with mysql://" in done.stderr
-    done = subprocess.run(cdc_command("check", "--dsn", "mysql://x@h"), capture_output=True, text=True)
+    done = subprocess.run(
+        cdc_command("check", "--dsn", "mysql://x@h"), capture_output=True, text=True
+    )
     assert done.returncode == 2
     assert "names no database" in done.stderr
 

@@ -56,10 +56,14 @@ class Workload:
             self.next_patient += 1
             cur.execute(
                 "INSERT INTO patient (id, name, weight, born, seen, user_id) VALUES (%s, %s, %s, %s, %s, %s)",
-                (self.next_patient, f"p{self.next_patient} é", f"{rng.randint(0, 99999) / 100:.2f}",
-                 f"19{rng.randint(10, 99)}-0{rng.randint(1, 9)}-2{rng.randint(0, 8)}",
-                 f"2026-05-{rng.randint(10, 28)} 12:{rng.randint(10, 59)}:40.{rng.randint(100, 999)}",
-                 rng.randint(1, 9)),
+                (
+                    self.next_patient,
+                    f"p{self.next_patient} é",
+                    f"{rng.randint(0, 99999) / 100:.2f}",
+                    f"19{rng.randint(10, 99)}-0{rng.randint(1, 9)}-2{rng.randint(0, 8)}",
+                    f"2026-05-{rng.randint(10, 28)} 12:{rng.randint(10, 59)}:40.{rng.randint(100, 999)}",
+                    rng.randint(1, 9),
+                ),
             )
         elif roll < 0.45 and self.next_patient:
             cur.execute(
@@ -72,12 +76,22 @@ class Workload:
             for line in range(rng.randint(1, 4)):
                 cur.execute(
                     "INSERT INTO item VALUES (%s, %s, %s, %s)",
-                    (self.next_invoice, line, rng.choice(("quinine", "x-ray", "café")), f"{rng.randint(1, 10**6) / 10**4}"),
+                    (
+                        self.next_invoice,
+                        line,
+                        rng.choice(("quinine", "x-ray", "café")),
+                        f"{rng.randint(1, 10**6) / 10**4}",
+                    ),
                 )
-            cur.execute("INSERT INTO journal (at, message, flags) VALUES (NOW(6), %s, %s)",
-                        (f"invoice {self.next_invoice}", rng.choice(("", "a", "a,c", "b,c"))))
+            cur.execute(
+                "INSERT INTO journal (at, message, flags) VALUES (NOW(6), %s, %s)",
+                (f"invoice {self.next_invoice}", rng.choice(("", "a", "a,c", "b,c"))),
+            )
             if self.next_patient:
-                cur.execute("UPDATE patient SET weight = weight + 1 WHERE id = %s", (rng.randint(1, self.next_patient),))
+                cur.execute(
+                    "UPDATE patient SET weight = weight + 1 WHERE id = %s",
+                    (rng.randint(1, self.next_patient),),
+                )
             self.conn.commit()
         elif roll < 0.62:
             self.conn.begin()
@@ -89,13 +103,23 @@ class Workload:
             self.docs.append(uid)
             cur.execute(
                 "INSERT INTO doc VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (uid, '{"a": [1, 2.5, null], "b": {"c": "\\u00e9"}}', rng.choice("xy"),
-                 rng.randbytes(rng.randint(0, 20)), rng.random() * 1e6, rng.choice((1.1, 0.1, -3.5)),
-                 rng.randint(0, 31), rng.choice((0, 1999, 2155)),
-                 rng.choice(("-00:00:01.25", "838:59:59.00", "-12:30:00.5", "00:00:00.01"))),
+                (
+                    uid,
+                    '{"a": [1, 2.5, null], "b": {"c": "\\u00e9"}}',
+                    rng.choice("xy"),
+                    rng.randbytes(rng.randint(0, 20)),
+                    rng.random() * 1e6,
+                    rng.choice((1.1, 0.1, -3.5)),
+                    rng.randint(0, 31),
+                    rng.choice((0, 1999, 2155)),
+                    rng.choice(("-00:00:01.25", "838:59:59.00", "-12:30:00.5", "00:00:00.01")),
+                ),
             )
         elif roll < 0.85 and self.docs:
-            cur.execute("UPDATE doc SET score = score / 3, kind = 'y' WHERE uuid = %s", (rng.choice(self.docs),))
+            cur.execute(
+                "UPDATE doc SET score = score / 3, kind = 'y' WHERE uuid = %s",
+                (rng.choice(self.docs),),
+            )
         elif roll < 0.92:
             cur.execute("DELETE FROM item ORDER BY invoice, line LIMIT 2")
         else:
@@ -161,13 +185,17 @@ def test_sigkill_at_any_moment_loses_and_repeats_nothing(app: tuple[MariaDB, str
                 steps += 1
                 if steps == 1200:
                     with work.conn.cursor() as cur:  # schema change while capture runs
-                        cur.execute("ALTER TABLE patient ADD COLUMN ward VARCHAR(10) NOT NULL DEFAULT 'A' AFTER name")
+                        cur.execute(
+                            "ALTER TABLE patient ADD COLUMN ward VARCHAR(10) NOT NULL DEFAULT 'A' AFTER name"
+                        )
                         cur.execute("UPDATE patient SET ward = 'B' WHERE id % 3 = 0")
                 if steps == 1800:  # a transaction bigger than one queue chunk
                     work.conn.begin()
                     with work.conn.cursor() as cur:
-                        cur.executemany("INSERT INTO item VALUES (%s, %s, 'bulk', 1.5)",
-                                        [(10**6, n) for n in range(3000)])
+                        cur.executemany(
+                            "INSERT INTO item VALUES (%s, %s, 'bulk', 1.5)",
+                            [(10**6, n) for n in range(3000)],
+                        )
                     work.conn.commit()
         except BaseException as error:
             failures.append(error)
