@@ -330,9 +330,15 @@ def preflight(settings: Settings) -> checks.ServerInfo:
 class Daemon:
     """`run()` for the CLI, awaitable `serve()` for tests; `stop()` asks for a clean stop."""
 
-    def __init__(self, settings: Settings, blocking: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        blocking: bool = True,
+        on_commit: Callable[[list[StoredEvent]], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.blocking = blocking
+        self.on_commit = on_commit  # called in the capture thread with each committed batch
         self.capture: Capture | None = None
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -350,6 +356,8 @@ class Daemon:
 
     def _publish(self, events: list[StoredEvent] | None, last_id: int) -> None:
         """Called by the capture thread after each commit; hands events to the loop."""
+        if self.on_commit is not None and events:
+            self.on_commit(events)
         hub, loop = self.hub, self._loop
         if hub is None or loop is None:
             return

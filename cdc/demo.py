@@ -7,9 +7,11 @@ import random
 import threading
 import time
 
+import orjson
 import structlog
 
 from cdc.config import Dsn, Settings
+from cdc.models import StoredEvent
 from cdc.sandbox import MariaDB
 
 log = structlog.get_logger("cdc.demo")
@@ -83,6 +85,17 @@ def _writes(server: MariaDB, stop: threading.Event, interval: float) -> None:
     conn.close()
 
 
+def _print(events: list[StoredEvent]) -> None:
+    for e in events:
+        data = orjson.loads(e.data)
+        changed = ",".join(data.get("changed", ())) or "-"
+        print(
+            f"#{e.id:<5} {e.timestamp[11:19]} {e.type:<6} {e.schema_name}.{e.table_name:<13}"
+            f" row {e.row_id or '-':<34} user {e.user_id or '-':<3} changed {changed}",
+            flush=True,
+        )
+
+
 def run_demo(http: str, interval: float) -> int:
     """Blocks until Ctrl-C; returns the daemon's exit code."""
     from cdc.daemon import Daemon
@@ -99,7 +112,7 @@ def run_demo(http: str, interval: float) -> int:
             dsn=url,
             mysql_client=f"mariadb -h127.0.0.1 -P{server.port} -uroot hospital",
         )
-        daemon = Daemon(Settings(dsn=Dsn.parse(url), http=http))
+        daemon = Daemon(Settings(dsn=Dsn.parse(url), http=http), on_commit=_print)
         stop = threading.Event()
         writer = threading.Thread(target=_writes, args=(server, stop, interval), daemon=True)
 
