@@ -5,7 +5,11 @@
 Writes a hospital-like workload (60% inserts, 30% updates, 10% deletes into a 9-column
 table, small statements as an application makes them) on a throwaway MariaDB, then
 reads that binlog range (a) with a bare BinLogStreamReader loop touching every value,
-(b) with cdc end to end into the event table (library decoder, then the fast decoder).
+(b) with cdc end to end into the event table (library decoder, then the fast decoder),
+and, as peers decoding the same range without writing anything, (c) the Node library
+@vlasky/zongji (installed with npm into a temporary folder first, not timed) touching
+every value, and (d) MariaDB's own C decoder `mariadb-binlog --read-from-remote-server
+-v --base64-output=DECODE-ROWS` (its text output counted by grep).
 Each part runs in its own process so its peak RSS is its own. Prints rows/s and ratios.
 """
 
@@ -15,8 +19,10 @@ import argparse
 import json
 import random
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -136,6 +142,109 @@ def part_cdc(port: int, log_file: str, log_pos: int, decoder: str) -> dict[str, 
     return {"rows": count, "seconds": seconds}
 
 
+ZONGJI = "@vlasky/zongji@0.9.0"
+# Reads the range, touching every value of every row, and stops at the range's end.
+ZONGJI_SCRIPT = """
+import ZongJi from '@vlasky/zongji';
+const [port, file, position, end] = process.argv.slice(2).map((v, i) => (i === 1 ? v : +v));
+const zongji = new ZongJi({ host: '127.0.0.1', port, user: 'root' });
+let rows = 0;
+const started = process.hrtime.bigint();
+zongji.on('error', (error) => { console.error(error); process.exit(1); });
+zongji.on('binlog', (evt) => {
+  const name = evt.getEventName();
+  if (name === 'writerows' || name === 'deleterows') {
+    for (const row of evt.rows) { for (const key in row) row[key]; rows++; }
+  } else if (name === 'updaterows') {
+    for (const row of evt.rows) {
+      for (const key in row.before) row.before[key];
+      for (const key in row.after) row.after[key];
+      rows++;
+    }
+  }
+  if (evt.nextPosition >= end) {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const peak = process.resourceUsage().maxRSS / 1024;
+    console.log(JSON.stringify({ rows, seconds, peak_rss_mb: peak }));
+    zongji.stop();
+  }
+});
+zongji.start({
+  serverId: 9201, filename: file, position,
+  includeEvents: ['tablemap', 'writerows', 'updaterows', 'deleterows', 'xid'],
+  includeSchema: { bench: true },
+});
+"""
+
+
+def install_zongji() -> Path | None:
+    """npm install zongji into a temporary folder; None (and a note) when it cannot."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        print("zongji: node/npm not found, part skipped")
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="cdc-bench-zongji-"))
+    (folder / "package.json").write_text('{"private": true, "type": "module"}')
+    (folder / "read.mjs").write_text(ZONGJI_SCRIPT)
+    subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", ZONGJI],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+    )
+    return folder
+
+
+def part_zongji(
+    folder: Path, port: int, log_file: str, log_pos: int, end_pos: int
+) -> dict[str, float]:
+    out = subprocess.run(
+        ["node", "read.mjs", str(port), log_file, str(log_pos), str(end_pos)],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def part_mariadb_binlog(port: int, log_file: str, log_pos: int, end_pos: int) -> dict[str, float]:
+    """mariadb-binlog decoding the rows to text; `grep -c` counts the row changes."""
+    binlog = shutil.which("mariadb-binlog") or shutil.which("mysqlbinlog")
+    if binlog is None:
+        raise FileNotFoundError("mariadb-binlog not found (Debian's mariadb-client)")
+    started = time.perf_counter()
+    decode = subprocess.Popen(
+        [
+            binlog,
+            "--read-from-remote-server",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--user=root",
+            "-v",
+            "--base64-output=DECODE-ROWS",
+            f"--start-position={log_pos}",
+            f"--stop-position={end_pos}",
+            log_file,
+        ],
+        stdout=subprocess.PIPE,
+    )
+    count = subprocess.run(
+        ["grep", "-c", "-E", "^### (INSERT INTO|UPDATE|DELETE FROM) "],
+        stdin=decode.stdout,
+        capture_output=True,
+        text=True,
+    )
+    assert decode.stdout is not None
+    decode.stdout.close()
+    if decode.wait() != 0:
+        raise RuntimeError("mariadb-binlog failed")
+    seconds = time.perf_counter() - started
+    # This child's own RSS is small; the decoder's is the peak over its children.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"rows": int(count.stdout.strip()), "seconds": seconds, "children_rss_mb": children}
+
+
 def child(argv: list[str]) -> None:
     kind, port, log_file, log_pos, end_pos = (
         argv[0],
@@ -146,9 +255,12 @@ def child(argv: list[str]) -> None:
     )
     if kind == "bare":
         result = part_bare(port, log_file, log_pos, end_pos)
+    elif kind == "mariadb-binlog":
+        result = part_mariadb_binlog(port, log_file, log_pos, end_pos)
     else:
         result = part_cdc(port, log_file, log_pos, kind)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = max(result["peak_rss_mb"], result.pop("children_rss_mb", 0.0))
     print(json.dumps(result))
 
 
@@ -174,7 +286,7 @@ def run_part(kind: str, port: int, start: tuple[str, int], end_pos: int) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--parts", default="bare,library,fast")
+    parser.add_argument("--parts", default="bare,library,fast,zongji,mariadb-binlog")
     parser.add_argument("--child", nargs=5)
     args = parser.parse_args()
     if args.child:
@@ -187,22 +299,37 @@ def main() -> None:
         print(f"workload: {args.rows} row changes written in {time.perf_counter() - t0:.1f} s")
         results = {}
         for kind in args.parts.split(","):
-            results[kind] = r = run_part(kind, server.port, (log_file, log_pos), end_pos)
+            if kind == "zongji":
+                folder = install_zongji()
+                if folder is None:
+                    continue
+                try:
+                    r = part_zongji(folder, server.port, log_file, log_pos, end_pos)
+                finally:
+                    shutil.rmtree(folder, ignore_errors=True)
+            else:
+                r = run_part(kind, server.port, (log_file, log_pos), end_pos)
+            results[kind] = r
             r["rows_per_s"] = r["rows"] / r["seconds"]
         base = results.get("bare")
+        peer = results.get("zongji")
         print(
-            f"{'reader':<34} {'rows':>8} {'seconds':>8} {'rows/s':>9} {'vs bare':>8} {'peak RSS':>9}"
+            f"{'reader':<38} {'rows':>8} {'seconds':>8} {'rows/s':>9} {'vs bare':>8}"
+            f" {'vs zongji':>9} {'peak RSS':>9}"
         )
         labels = {
             "bare": "(a) bare mysql-replication loop",
             "library": "(b) cdc, library decoder",
             "fast": "(b) cdc, fast decoder",
+            "zongji": "(c) zongji 0.9.0 (Node), decode only",
+            "mariadb-binlog": "(d) mariadb-binlog (C), decode only",
         }
         for kind, r in results.items():
             ratio = f"{r['rows_per_s'] / base['rows_per_s']:.2f}x" if base else "-"
+            versus = f"{r['rows_per_s'] / peer['rows_per_s']:.2f}x" if peer else "-"
             print(
-                f"{labels.get(kind, kind):<34} {int(r['rows']):>8} {r['seconds']:>8.1f} "
-                f"{r['rows_per_s']:>9.0f} {ratio:>8} {r['peak_rss_mb']:>7.0f}MB"
+                f"{labels.get(kind, kind):<38} {int(r['rows']):>8} {r['seconds']:>8.1f} "
+                f"{r['rows_per_s']:>9.0f} {ratio:>8} {versus:>9} {r['peak_rss_mb']:>7.0f}MB"
             )
 
 

@@ -670,3 +670,9 @@ def test_a_negative_zero_decimal_shows_as_zero() -> None:
     for precision, scale, want in ((5, 2, "0.00"), (4, 0, "0"), (30, 20, "0." + "0" * 20)):
         table = Table("s", "t", (Column("c", T.NEWDECIMAL, precision=precision, decimals=scale),))
         check(table, [[(encode_decimal("", "", True, precision, scale), want)]])
+
+
+def test_memos_stay_bounded() -> None:
+    memo = decoder._Memo(lambda key: f"<{key}>", limit=3)
+    assert [memo[k] for k in range(10)] == [f"<{k}>" for k in range(10)]
+    assert len(memo) <= 3

@@ -1,0 +1,178 @@
+"""Decoder throughput: the same binlog read by the bare library and by cdc's reader.
+
+    python bench/decode.py [--rows 200000] [--repeat 1]
+
+Writes the workload of bench/capture.py (a 9-column hospital-like table: 60% inserts,
+30% updates, 10% deletes) on a throwaway MariaDB, then reads that binlog range
+(a) with a bare BinLogStreamReader loop touching every value (no rendering),
+(b) with cdc's BinlogReader, library decoder (rows rendered by cdc.mapper),
+(c) with cdc's BinlogReader, compiled decoder (cdc/decoder.py),
+and, in one more pass, the row images alone: for every rows event, the library's
+`event.rows` rendered by `cdc.mapper.render_row` against the compiled decoder on the
+same bytes (timed separately, framing excluded).
+Nothing is written anywhere: this measures reading and decoding only. Prints rows/s;
+the ratio is against (a) for the readers, against the library's for the row images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from capture import workload
+
+from cdc.sandbox import MariaDB
+
+
+def bare(port: int, log_file: str, log_pos: int, end_pos: int) -> int:
+    from pymysqlreplication import BinLogStreamReader
+    from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+    stream = BinLogStreamReader(
+        {"host": "127.0.0.1", "port": port, "user": "root"},
+        server_id=9101,
+        resume_stream=True,
+        blocking=False,
+        log_file=log_file,
+        log_pos=log_pos,
+        end_log_pos=end_pos,
+        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
+        enable_logging=False,
+    )
+    count = 0
+    for event in stream:
+        for row in event.rows:
+            for image in ("values", "before_values", "after_values"):
+                values = row.get(image)
+                if values:
+                    for value in values.values():
+                        del value
+            count += 1
+    stream.close()
+    return count
+
+
+def reader(port: int, log_file: str, log_pos: int, decoder: str) -> int:
+    from cdc.binlog_reader import BinlogReader, ReaderSettings
+    from cdc.models import Changes, Position
+
+    settings = ReaderSettings(
+        connection={"host": "127.0.0.1", "port": port, "user": "root"},
+        server_id=9102 if decoder == "library" else 9103,
+        own_schema="cdc",
+        include=("bench.*",),
+        decoder=decoder,
+    )
+    count = 0
+    items = BinlogReader(settings, Position(log_file, log_pos), threading.Event(), True, False)
+    for item in items:
+        if isinstance(item, Changes):
+            count += len(item.records)
+    return count
+
+
+def images(port: int, log_file: str, log_pos: int, end_pos: int) -> tuple[int, float, float]:
+    """Row images only: (rows, library rows + mapper seconds, compiled decoder seconds)."""
+    from pymysqlreplication import BinLogStreamReader
+    from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+    from cdc import decoder, mapper
+    from cdc.binlog_reader import table_from_library
+
+    stream = BinLogStreamReader(
+        {"host": "127.0.0.1", "port": port, "user": "root"},
+        server_id=9104,
+        resume_stream=True,
+        blocking=False,
+        log_file=log_file,
+        log_pos=log_pos,
+        end_log_pos=end_pos,
+        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
+        enable_logging=False,
+    )
+    tables: dict[int, Any] = {}
+    count, library, compiled = 0, 0.0, 0.0
+    clock = time.perf_counter
+    render = mapper.render_row
+    for event in stream:
+        lib_table = stream.table_map[event.table_id]
+        if event.table_id not in tables or tables[event.table_id][0] is not lib_table:
+            table = table_from_library(lib_table)
+            tables[event.table_id] = (lib_table, table, decoder.decoder_for(table).decode)
+        _, table, decode = tables[event.table_id]
+        raw = event.packet.packet
+        start = raw._position
+        end = start + event.event_size - event.packet.read_bytes
+        started = clock()
+        rows = decode(raw._data, start, end)
+        compiled += clock() - started
+        started = clock()
+        for row in event.rows:
+            if "values" in row:
+                render(table, row["values"], row["none_sources"])
+            else:
+                render(table, row["before_values"], row["before_none_sources"])
+                render(table, row["after_values"], row["after_none_sources"])
+        library += clock() - started
+        count += len(event.rows)
+        assert len(rows) == len(event.rows) * (2 if "after_values" in event.rows[0] else 1)
+    stream.close()
+    return count, library, compiled
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each reader (best shown)")
+    parser.add_argument("--parts", default="bare,library,fast,images")
+    args = parser.parse_args()
+    with MariaDB() as server:
+        started = time.perf_counter()
+        log_file, log_pos, end_file, end_pos = workload(server, args.rows)
+        assert log_file == end_file, "the workload rotated the binlog; use fewer rows"
+        print(f"workload: {args.rows} row changes written in {time.perf_counter() - started:.1f} s")
+        results: dict[str, tuple[int, float]] = {}
+        for part in args.parts.split(","):
+            if part == "images":
+                count, library, compiled = images(server.port, log_file, log_pos, end_pos)
+                results["images library"] = (count, library)
+                results["images compiled"] = (count, compiled)
+                continue
+            best = float("inf")
+            count = 0
+            for _ in range(args.repeat):
+                started = time.perf_counter()
+                if part == "bare":
+                    count = bare(server.port, log_file, log_pos, end_pos)
+                else:
+                    count = reader(server.port, log_file, log_pos, part)
+                best = min(best, time.perf_counter() - started)
+            results[part] = (count, best)
+        base = results.get("bare")
+        labels = {
+            "bare": "(a) bare mysql-replication loop",
+            "library": "(b) cdc reader, library decoder",
+            "fast": "(c) cdc reader, compiled decoder",
+            "images library": "row images only: library + mapper",
+            "images compiled": "row images only: compiled decoder",
+        }
+        print(f"{'reader':<34} {'rows':>8} {'seconds':>8} {'rows/s':>9} {'ratio':>8}")
+        for part, (count, seconds) in results.items():
+            # The row-image lines exclude the framing: compared with each other only.
+            versus = results["images library"] if part.startswith("images") else base
+            ratio = f"{(count / seconds) / (versus[0] / versus[1]):.2f}x" if versus else "-"
+            print(
+                f"{labels.get(part, part):<34} {count:>8} {seconds:>8.2f} "
+                f"{count / seconds:>9.0f} {ratio:>8}"
+            )
+
+
+if __name__ == "__main__":
+    main()
