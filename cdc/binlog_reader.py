@@ -57,6 +57,10 @@ OWN_TABLES = ("event", "cdc_checkpoint")
 # Connection errors after which reading can go on from the last committed checkpoint.
 RETRYABLE_ERRORS = frozenset({2003, 2006, 2013, 2055, ER.SERVER_SHUTDOWN, 1927})
 _JSON_CHECK = re.compile(r"json_valid\(`((?:[^`]|``)+)`\)", re.IGNORECASE)
+# Statement-logged changes: the server (or one session) is not in ROW format.
+_DML = re.compile(r"(?:/\*.*?\*/\s*)*(?:INSERT|UPDATE|DELETE|REPLACE|LOAD\s+DATA)\b", re.S)
+# MariaDB GTID event flag: the group is one statement with no COMMIT (DDL).
+MARIADB_GTID_STANDALONE = 1
 # How many row changes of one source transaction travel together through the queue.
 CHUNK = 1000
 
@@ -288,16 +292,16 @@ class BinlogReader:
             code = error.args[0] if error.args else 0
             if code in RETRYABLE_ERRORS:
                 raise ConnectionLost(str(error)) from error
-            raise _capture_error(error, self.log_file, self.log_pos) from error
-        except pymysql.err.InternalError as error:
-            raise _capture_error(error, self.log_file, self.log_pos) from error
+            raise capture_error(error, f"{self.log_file}:{self.log_pos}") from error
+        except pymysql.err.Error as error:
+            raise capture_error(error, f"{self.log_file}:{self.log_pos}") from error
         finally:
             stream.close()
 
     def _read(self, stream: BinLogStreamReader) -> Iterator[Item]:
         settings = self.settings
         records: list[ChangeRecord] = []
-        captured = foreign = False
+        captured = foreign = in_txn = False
         txn = ""
         stop = self.stop
         own = self.captured.own
@@ -322,29 +326,49 @@ class BinlogReader:
                     records = []
                 self.log_file, self.log_pos = stream.log_file, stream.log_pos
                 yield Commit(self._position(), float(event.timestamp), captured, foreign)
-                captured = foreign = False
+                captured = foreign = in_txn = False
                 txn = ""
             elif kind is MariadbGtidEvent:
                 self.gtid.add_mariadb(event.gtid)
                 txn = event.gtid
+                # A standalone group (DDL) has no COMMIT/XID; any other group is a transaction.
+                in_txn = not event.flags & MARIADB_GTID_STANDALONE
             elif kind is GtidEvent:
                 self.gtid.add_mysql(event.gtid)
                 txn = event.gtid
             elif kind is QueryEvent:
                 query = event.query.strip().upper() if isinstance(event.query, str) else ""
                 if query == "BEGIN":
+                    in_txn = True
                     continue
-                # COMMIT of non-transactional tables, or a DDL statement: a boundary.
+                if _DML.match(query) and _text(event.schema) != settings.own_schema:
+                    raise CaptureError(
+                        f"a statement-logged change (not a row event) in schema "
+                        f"`{_text(event.schema)}` at {stream.log_file}:{stream.log_pos}",
+                        fix="the server or a session logs statements: SET GLOBAL binlog_format = "
+                        "'ROW' (and in my.cnf), end the sessions that changed it, then restart cdc "
+                        "(it resumes before this change)",
+                    )
+                if in_txn and query not in ("COMMIT", "ROLLBACK"):
+                    continue  # SAVEPOINT and the like: inside the transaction, not a boundary
+                # The end of a transaction, or a DDL statement (its own group): a boundary.
                 if records:
                     yield Changes(records)
                     records = []
                 self.log_file, self.log_pos = stream.log_file, stream.log_pos
-                if query != "COMMIT":
+                if not in_txn:
+                    if query.startswith("TRUNCATE"):
+                        # Logged as a statement even in ROW format: no row events to capture.
+                        log.warning(
+                            "table_truncated_without_row_events",
+                            schema=_text(event.schema),
+                            position=f"{stream.log_file}:{stream.log_pos}",
+                        )
                     foreign = True
                     self._tables.clear()
                     self._load_logical_types()
                 yield Commit(self._position(), float(event.timestamp), captured, foreign)
-                captured = foreign = False
+                captured = foreign = in_txn = False
                 txn = ""
             elif kind is HeartbeatLogEvent:
                 yield Heartbeat(self._position(), time.time())
@@ -388,10 +412,14 @@ class BinlogReader:
         return fast_rows(table, self.settings.binary)
 
 
-def _capture_error(error: Exception, log_file: str, log_pos: int) -> CaptureError:
+def _text(value: str | bytes) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def capture_error(error: Exception, where: str) -> CaptureError:
+    """A server error that ends capture, as a message naming the cause and the fix."""
     code = error.args[0] if error.args else 0
     message = error.args[1] if len(error.args) > 1 else str(error)
-    where = f"{log_file}:{log_pos}"
     if code == 1236:
         return CaptureError(
             f"the server cannot send the binlog from the stored position {where}: {message}",
@@ -399,11 +427,13 @@ def _capture_error(error: Exception, log_file: str, log_pos: int) -> CaptureErro
             "longer (binlog_expire_logs_seconds / expire_logs_days), then re-baseline with "
             "`cdc run --from-now` (changes made in between are not captured)",
         )
-    if code in (1045, 1227, 1044, 1142, 1143):
+    if code in (1044, 1045, 1142, 1143, 1227, 1370):
         return CaptureError(
-            f"missing privilege to read the binlog: {message}",
-            fix="GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO the capture user",
+            f"the capture user lacks a privilege or was refused: {message}",
+            fix="GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO the capture user, "
+            "and SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX on the event database "
+            "(see `cdc check`)",
         )
     return CaptureError(
-        f"binlog read failed at {where}: {message}", fix="see the server's error log"
+        f"capture failed at {where}: {message} (error {code})", fix="see the server's error log"
     )

@@ -26,6 +26,7 @@ from cdc.binlog_reader import (
     ConnectionLost,
     Item,
     ReaderSettings,
+    capture_error,
 )
 from cdc.errors import CdcError, StartupError
 from cdc.models import Changes, Commit, Heartbeat, Position, StoredEvent
@@ -135,6 +136,8 @@ class Capture:
                     )
                     if self.stop_event.wait(delay):
                         return
+        except pymysql.err.Error as error:
+            self.error = capture_error(error, str(self.status["position"]))
         except BaseException as error:
             self.error = error
         finally:
@@ -213,7 +216,9 @@ class Capture:
                 item = None
             if isinstance(item, _End):
                 if st.in_transaction:
-                    if clean and last_commit is not None and item.error is None:
+                    # Whole source transactions are stored even when the read failed after
+                    # them: the checkpoint then points right at what could not be read.
+                    if clean and last_commit is not None:
                         commit()
                     else:
                         st.rollback()
@@ -416,5 +421,8 @@ class Daemon:
         except CdcError as error:
             log.error("capture_failed", problem=error.problem, fix=error.fix)
             return error.exit_code
+        except Exception as error:  # a bug: say so plainly, with the traceback for the report
+            log.exception("capture_crashed", error=f"{type(error).__name__}: {error}")
+            return 1
         log.info("stopped", events=self.capture.events_total if self.capture else 0)
         return 0

@@ -19,7 +19,7 @@ import pymysql
 from pymysql.converters import escape_string
 
 from cdc.errors import StartupError
-from cdc.models import ChangeRecord, Position, StoredEvent
+from cdc.models import ChangeRecord, Op, Position, StoredEvent
 
 EVENT_COLUMNS = "id, timestamp, user_id, type, schema_name, table_name, row_id, data, txn"
 # Keep each INSERT well under the server's max_allowed_packet (16 MiB by default), and
@@ -59,6 +59,17 @@ def _text(value: Any) -> str | None:
     return orjson.dumps(value).decode()
 
 
+_BACKSLASH, _BACKSLASH2, _QUOTE, _QUOTE2 = "\\", "\\\\", "'", "\\'"
+
+
+def _literal(text: str | None) -> str:
+    if text is None:
+        return "NULL"
+    if text.isdigit():  # the common integer key needs no escaping
+        return f"'{text}'"
+    return f"'{escape_string(text)}'"
+
+
 def utc_text(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
@@ -84,6 +95,8 @@ class Store:
         self.published: list[StoredEvent] = []
         self.overflowed = False
         self.events_in_txn = 0
+        # Per (schema, table, type): the escaped SQL middle of a row, and the metrics key.
+        self._shapes: dict[tuple[str, str, Op], tuple[str, tuple[str, str, str]]] = {}
         # Events per (schema, table, type) in the open sink transaction, for the metrics.
         self.counts: dict[tuple[str, str, str], int] = {}
         # VALUES tuples not yet sent: sent when they reach MAX_STATEMENT_BYTES or at commit.
@@ -170,51 +183,60 @@ class Store:
         if not records:
             return
         self.begin()
-        escape = escape_string
         next_id = self._pending_id
         keep = not self.overflowed
         parts = self._parts
         counts = self.counts
-        ts_cache: dict[float, str] = {}
+        size = self._size
+        ts_key, ts = -1.0, ""
+        txn_key, txn = "", ""
+        shapes = self._shapes
         for record in records:
             next_id += 1
             record.id = next_id
-            ts = ts_cache.get(record.timestamp)
-            if ts is None:
-                ts = ts_cache[record.timestamp] = utc_text(record.timestamp)
+            if record.timestamp != ts_key:
+                ts_key, ts = record.timestamp, utc_text(record.timestamp)
+            if record.txn != txn_key:
+                txn_key, txn = record.txn, escape_string(record.txn)
+            shape_key = (record.schema, record.table, record.type)
+            shape = shapes.get(shape_key)
+            if shape is None:
+                kind = record.type.value
+                shape = shapes[shape_key] = (
+                    f"'{kind}','{escape_string(record.schema)}','{escape_string(record.table)}',",
+                    (record.schema, record.table, kind),
+                )
             user_id = _text(record.user_id)
             row_id = _text(record.row_id)
             data = orjson.dumps(record.data).decode()
-            event = StoredEvent(
-                next_id,
-                ts,
-                user_id,
-                record.type.value,
-                record.schema,
-                record.table,
-                row_id,
-                data,
-                record.txn,
-            )
-            part = "({},'{}',{},'{}','{}','{}',{},'{}','{}')".format(
-                next_id,
-                ts,
-                "NULL" if user_id is None else "'" + escape(user_id) + "'",
-                event.type,
-                escape(record.schema),
-                escape(record.table),
-                "NULL" if row_id is None else "'" + escape(row_id) + "'",
-                escape(data),
-                escape(record.txn),
+            # JSON text has no raw control characters: only \ and ' need escaping in SQL.
+            part = (
+                f"({next_id},'{ts}',{_literal(user_id)},{shape[0]}{_literal(row_id)},"
+                f"'{data.replace(_BACKSLASH, _BACKSLASH2).replace(_QUOTE, _QUOTE2)}',"
+                f"'{txn}')"
             )
             parts.append(part)
-            self._size += len(part)
+            size += len(part)
             if keep:
-                self.published.append(event)
-            key = (record.schema, record.table, event.type)
-            counts[key] = counts.get(key, 0) + 1
-            if self._size >= MAX_STATEMENT_BYTES:
+                self.published.append(
+                    StoredEvent(
+                        next_id,
+                        ts,
+                        user_id,
+                        shape[1][2],
+                        record.schema,
+                        record.table,
+                        row_id,
+                        data,
+                        record.txn,
+                    )
+                )
+            counts[shape[1]] = counts.get(shape[1], 0) + 1
+            if size >= MAX_STATEMENT_BYTES:
+                self._size = size
                 self._flush()
+                size = 0
+        self._size = size
         self._pending_id = next_id
         self.events_in_txn += len(records)
         if keep and len(self.published) > self.keep_in_memory:

@@ -1,0 +1,126 @@
+"""Capture that cannot go on stops with the cause and the fix, never skips silently."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cdc.sandbox import MariaDB
+from tests.support import events, start_daemon, stop_daemon, wait_for_events, wait_ready
+
+
+@pytest.fixture
+def app(mariadb: MariaDB, request: pytest.FixtureRequest) -> Iterator[tuple[MariaDB, str, Any]]:
+    db = request.node.name[:30]
+    conn = mariadb.connect()
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+        cur.execute(f"DROP DATABASE IF EXISTS `{db}_cdc`")
+        cur.execute(f"CREATE DATABASE `{db}`")
+        cur.execute(f"CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v INT)")
+    yield mariadb, db, conn
+    conn.close()
+
+
+def wait_exit(proc: Any, timeout: float = 60) -> tuple[int, str]:
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            _, log = stop_daemon(proc)
+            raise AssertionError(f"the daemon kept running:\n{log[-3000:]}")
+        time.sleep(0.1)
+    return proc.returncode, proc.log()
+
+
+def test_purged_position_stops_with_the_fix(app: tuple[MariaDB, str, Any]) -> None:
+    server, db, conn = app
+    proc = start_daemon(server, db=f"{db}_cdc")
+    wait_ready(conn, proc, f"{db}_cdc")
+    code, _ = stop_daemon(proc)
+    assert code == 0
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO `{db}`.t VALUES (1, 1)")  # missed while down ...
+        # ... and its binlog purged. (MariaDB keeps a file InnoDB may still need for
+        # recovery, so point the checkpoint at a purged file name directly.)
+        cur.execute("SHOW BINARY LOGS")
+        first = cur.fetchone()[0]
+        gone = first.rsplit(".", 1)[0] + ".000000"
+        cur.execute(f"UPDATE `{db}_cdc`.cdc_checkpoint SET log_file = %s", (gone,))
+    proc = start_daemon(server, db=f"{db}_cdc")
+    code, log = wait_exit(proc)
+    assert code == 1
+    assert "cannot send the binlog from the stored position" in log
+    assert "--from-now" in log
+    # The operator's way out: start again from now, knowingly.
+    proc = start_daemon(server, "--from-now", db=f"{db}_cdc")
+    try:
+        wait_ready(conn, proc, f"{db}_cdc")
+        time.sleep(1)
+        with conn.cursor() as cur:
+            cur.execute(f"INSERT INTO `{db}`.t VALUES (2, 2)")
+        wait_for_events(conn, 1, proc=proc, db=f"{db}_cdc")
+    finally:
+        code, log = stop_daemon(proc)
+    assert code == 0, log
+    assert [e["row_id"] for e in events(conn, f"{db}_cdc")] == ["2"]
+
+
+def test_statement_logged_change_stops_capture(app: tuple[MariaDB, str, Any]) -> None:
+    server, db, conn = app
+    proc = start_daemon(server, db=f"{db}_cdc")
+    wait_ready(conn, proc, f"{db}_cdc")
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO `{db}`.t VALUES (1, 1)")
+        cur.execute("SET SESSION binlog_format = 'STATEMENT'")
+        cur.execute(f"INSERT INTO `{db}`.t VALUES (2, 2)")
+        cur.execute("SET SESSION binlog_format = 'ROW'")
+    code, log = wait_exit(proc)
+    assert code == 1
+    assert "statement-logged change" in log and "binlog_format" in log
+    assert [e["row_id"] for e in events(conn, f"{db}_cdc")] == ["1"]
+
+
+def test_savepoints_stay_inside_their_transaction(app: tuple[MariaDB, str, Any]) -> None:
+    server, db, conn = app
+    proc = start_daemon(server, db=f"{db}_cdc")
+    try:
+        wait_ready(conn, proc, f"{db}_cdc")
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute(f"INSERT INTO `{db}`.t VALUES (1, 1)")
+            cur.execute("SAVEPOINT a")
+            cur.execute(f"INSERT INTO `{db}`.t VALUES (2, 2)")
+            cur.execute("ROLLBACK TO SAVEPOINT a")
+            cur.execute("SAVEPOINT b")
+            cur.execute(f"INSERT INTO `{db}`.t VALUES (3, 3)")
+            cur.execute("COMMIT")
+            cur.execute(f"INSERT INTO `{db}`.t VALUES (4, 4)")
+        wait_for_events(conn, 3, proc=proc, db=f"{db}_cdc")
+    finally:
+        code, log = stop_daemon(proc)
+    assert code == 0, log
+    got = events(conn, f"{db}_cdc")
+    assert [e["row_id"] for e in got] == ["1", "3", "4"]
+    assert got[0]["txn"] == got[1]["txn"] != got[2]["txn"]
+
+
+def test_revoked_privilege_stops_with_the_grant(app: tuple[MariaDB, str, Any]) -> None:
+    server, db, conn = app
+    with conn.cursor() as cur:
+        cur.execute("DROP USER IF EXISTS 'revoked'@'%'")
+        cur.execute("CREATE USER 'revoked'@'%' IDENTIFIED BY 'pw'")
+        cur.execute("GRANT REPLICATION SLAVE, BINLOG MONITOR, SELECT ON *.* TO 'revoked'@'%'")
+        cur.execute(f"GRANT ALL ON `{db}_cdc`.* TO 'revoked'@'%'")
+    proc = start_daemon(server, dsn=f"mysql://revoked:pw@127.0.0.1:{server.port}/{db}_cdc")
+    wait_ready(conn, proc, f"{db}_cdc")
+    with conn.cursor() as cur:
+        cur.execute("REVOKE REPLICATION SLAVE ON *.* FROM 'revoked'@'%'")
+        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'revoked'")
+        for (thread_id,) in cur.fetchall():
+            cur.execute(f"KILL {thread_id}")
+    code, log = wait_exit(proc)
+    assert code == 1
+    assert "lacks a privilege" in log and "GRANT REPLICATION SLAVE" in log
