@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pymysql
 import structlog
 
-from cdc import checks, metrics, store
+from cdc import checks, metrics, server, store
 from cdc.binlog_reader import (
     RETRYABLE_ERRORS,
     BinlogReader,
@@ -28,8 +28,12 @@ from cdc.binlog_reader import (
     ReaderSettings,
     capture_error,
 )
+from cdc.config import parse_host_port
 from cdc.errors import CdcError, StartupError
+from cdc.history import History
+from cdc.hub import Hub
 from cdc.models import Changes, Commit, Heartbeat, Position, StoredEvent
+from cdc.server import HttpSettings
 
 if TYPE_CHECKING:
     from cdc.config import Settings
@@ -332,6 +336,16 @@ def preflight(settings: Settings) -> checks.ServerInfo:
     return info
 
 
+@dataclass
+class _Http:
+    server: server.HttpServer
+    history: History
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await self.history.close()
+
+
 class Daemon:
     """`run()` for the CLI, awaitable `serve()` for tests; `stop()` asks for a clean stop."""
 
@@ -347,7 +361,7 @@ class Daemon:
         self.capture: Capture | None = None
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.hub: Any = None
+        self.hub: Hub | None = None
         self.started = threading.Event()
 
     def stop(self) -> None:
@@ -393,8 +407,35 @@ class Daemon:
         if capture.error is not None:
             raise capture.error
 
-    async def _start_http(self) -> Any:
-        return None
+    async def _start_http(self) -> _Http | None:
+        """The HTTP API next to the capture, when configured; its hub starts at the last
+        stored event, so clients without an id start live from there."""
+        if not self.settings.http:
+            return None
+        host, port = parse_host_port(self.settings.http)
+        dsn = self.settings.dsn
+        probe = store.Store(dsn.connect_kwargs(), dsn.database)
+        try:
+            checkpoint = await asyncio.to_thread(probe.load_checkpoint)
+        finally:
+            probe.close()
+        self.hub = Hub(last_id=checkpoint.last_event_id if checkpoint else probe.last_id)
+        history = History({**dsn.connect_kwargs(), "database": dsn.database})
+        settings = HttpSettings(
+            host=host,
+            port=port,
+            max_clients=self.settings.max_clients,
+            health_max_lag=self.settings.health_max_lag,
+        )
+        try:
+            running = await server.start(settings, self.hub, history, self.status)
+        except OSError as error:
+            await history.close()
+            raise StartupError(
+                f"cannot listen on {self.settings.http}: {error.strerror}",
+                fix="choose another address with --http host:port, or --no-http",
+            ) from None
+        return _Http(running, history)
 
     def run(self) -> int:
         """Runs until SIGTERM/SIGINT; a second SIGINT forces the exit. Returns the exit code."""
