@@ -149,7 +149,14 @@ def _sql_value(kind: str, value: Any) -> tuple[str, Any]:
 
 
 def replay(conn: pymysql.Connection[Any], tables: list[tuple[str, str]], db: str = "cdc") -> None:
-    """Copies each `schema.table` to `schema.table__replay` (empty) and applies the events."""
+    """Copies each `schema.table` to `schema.table__replay` (empty) and applies the events.
+
+    The events are streamed in id order (a server-side cursor on a second connection);
+    runs of CREATEs into one table go in multi-row INSERTs.
+    """
+    reader = pymysql.connect(
+        host=conn.host, port=conn.port, user=conn.user, password=conn.password, charset="utf8mb4"
+    )
     with conn.cursor() as cur:
         cur.execute("SET time_zone = '+00:00'")
         cur.execute("SET sql_mode = ''")
@@ -158,46 +165,64 @@ def replay(conn: pymysql.Connection[Any], tables: list[tuple[str, str]], db: str
             cur.execute(f"CREATE TABLE `{schema}`.`{table}__replay` LIKE `{schema}`.`{table}`")
         kinds = {t: _columns(conn, *t) for t in tables}
         keys = {t: _primary_key(conn, *t) for t in tables}
-        for event in events(conn, db):
-            target = (event["schema_name"], event["table_name"])
-            if target not in kinds:
-                continue
-            name = f"`{target[0]}`.`{target[1]}__replay`"
-            kind, key, data = kinds[target], keys[target], event["data"]
-            if event["type"] == "CREATE":
-                row = data["after"]
-                parts = [_sql_value(kind[c], v) for c, v in row.items()]
-                cur.execute(
-                    f"INSERT INTO {name} ({', '.join(f'`{c}`' for c in row)})"
-                    f" VALUES ({', '.join(p for p, _ in parts)})",
-                    [v for _, v in parts],
-                )
-                continue
-            before = data["before"]
-            match_cols = key or list(before)
-            where, params = [], []
-            for c in match_cols:
-                p, v = _sql_value(kind[c], before[c])
-                if v is None:
-                    where.append(f"`{c}` IS NULL")
-                else:
-                    where.append(f"`{c}` <=> {p}")
-                    params.append(v)
-            if event["type"] == "UPDATE":
-                after = data["after"]
-                sets = [_sql_value(kind[c], v) for c, v in after.items()]
-                assignments = ", ".join(
-                    f"`{c}` = {p}" for c, (p, _) in zip(after, sets, strict=True)
-                )
-                cur.execute(
-                    f"UPDATE {name} SET {assignments} WHERE {' AND '.join(where)} LIMIT 1",
-                    [v for _, v in sets] + params,
-                )
-            else:
-                cur.execute(f"DELETE FROM {name} WHERE {' AND '.join(where)} LIMIT 1", params)
-            assert cur.rowcount == 1 or event["type"] == "UPDATE", (
-                f"replay of {event} matched no row"
+        batch: list[list[Any]] = []
+        batch_sql = ""
+
+        def flush() -> None:
+            nonlocal batch, batch_sql
+            if batch:
+                cur.executemany(batch_sql, batch)
+            batch, batch_sql = [], ""
+
+        with reader.cursor(pymysql.cursors.SSCursor) as events_cur:
+            events_cur.execute(
+                f"SELECT type, schema_name, table_name, data FROM `{db}`.event ORDER BY id"
             )
+            for kind_of_event, schema, table, data_text in events_cur:
+                target = (schema, table)
+                if target not in kinds:
+                    continue
+                name = f"`{schema}`.`{table}__replay`"
+                kind, key, data = kinds[target], keys[target], json.loads(data_text)
+                if kind_of_event == "CREATE":
+                    row = data["after"]
+                    parts = [_sql_value(kind[c], v) for c, v in row.items()]
+                    sql = (
+                        f"INSERT INTO {name} ({', '.join(f'`{c}`' for c in row)})"
+                        f" VALUES ({', '.join(p for p, _ in parts)})"
+                    )
+                    if sql != batch_sql or len(batch) >= 5000:
+                        flush()
+                        batch_sql = sql
+                    batch.append([v for _, v in parts])
+                    continue
+                flush()
+                before = data["before"]
+                where, params = [], []
+                for c in key or list(before):
+                    p, v = _sql_value(kind[c], before[c])
+                    if v is None:
+                        where.append(f"`{c}` IS NULL")
+                    else:
+                        where.append(f"`{c}` <=> {p}")
+                        params.append(v)
+                if kind_of_event == "UPDATE":
+                    after = data["after"]
+                    sets = [_sql_value(kind[c], v) for c, v in after.items()]
+                    assignments = ", ".join(
+                        f"`{c}` = {p}" for c, (p, _) in zip(after, sets, strict=True)
+                    )
+                    cur.execute(
+                        f"UPDATE {name} SET {assignments} WHERE {' AND '.join(where)} LIMIT 1",
+                        [v for _, v in sets] + params,
+                    )
+                else:
+                    cur.execute(f"DELETE FROM {name} WHERE {' AND '.join(where)} LIMIT 1", params)
+                    assert cur.rowcount == 1, (
+                        f"replay of a DELETE of {table} matched no row: {data}"
+                    )
+        flush()
+    reader.close()
 
 
 def _primary_key(conn: pymysql.Connection[Any], schema: str, table: str) -> list[str]:
