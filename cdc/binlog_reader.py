@@ -100,6 +100,7 @@ class ReaderSettings:
     decoder: str = "fast"  # "fast": cdc.decoder; "library": pymysqlreplication's rows
     heartbeat: float = 1.0
     read_timeout: float = 30.0
+    gtid_resume: bool = True  # False: always resume by binlog file and offset
 
 
 class TableFilter:
@@ -223,16 +224,20 @@ class BinlogReader:
     def _stream(self) -> BinLogStreamReader:
         connection = dict(self.settings.connection)
         connection["read_timeout"] = self.settings.read_timeout
-        # File/position resume on both servers: MariaDB's GTID mode in the library starts
-        # from the first binlog when no GTID is given and repeats events on reconnect.
+        # Resume by GTID where the position has one (it survives a failover to a replica
+        # and binlog renames), by file and offset otherwise. The library's own reconnect,
+        # which would replay from the first GTID, is disabled (_NoSilentReconnect).
+        gtid = self.start.gtid if self.settings.gtid_resume else None
         return BinLogStreamReader(
             connection_settings=connection,
             ctl_connection_settings=dict(self.settings.connection),
             server_id=self.settings.server_id,
             resume_stream=True,
             blocking=self.blocking,
-            log_file=self.start.log_file,
-            log_pos=self.start.log_pos,
+            log_file=None if gtid else self.start.log_file,
+            log_pos=None if gtid else self.start.log_pos,
+            auto_position=gtid,
+            is_mariadb=bool(gtid) and self.is_mariadb,
             only_events=[
                 WriteRowsEvent,
                 UpdateRowsEvent,

@@ -44,11 +44,13 @@ def test_purged_position_stops_with_the_fix(app: tuple[MariaDB, str, Any]) -> No
     with conn.cursor() as cur:
         cur.execute(f"INSERT INTO `{db}`.t VALUES (1, 1)")  # missed while down ...
         # ... and its binlog purged. (MariaDB keeps a file InnoDB may still need for
-        # recovery, so point the checkpoint at a purged file name directly.)
+        # recovery, so point the checkpoint at a purged file and GTID directly.)
         cur.execute("SHOW BINARY LOGS")
         first = cur.fetchone()[0]
         gone = first.rsplit(".", 1)[0] + ".000000"
-        cur.execute(f"UPDATE `{db}_cdc`.cdc_checkpoint SET log_file = %s", (gone,))
+        cur.execute(
+            f"UPDATE `{db}_cdc`.cdc_checkpoint SET log_file = %s, gtid = '0-4242-7'", (gone,)
+        )
     proc = start_daemon(server, db=f"{db}_cdc")
     code, log = wait_exit(proc)
     assert code == 1
