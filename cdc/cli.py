@@ -16,6 +16,7 @@ from cdc.errors import CdcError, ConfigError
 OPTION_NAMES = {
     "dsn", "server_id", "include", "exclude", "user_column", "binary", "decoder",
     "from_now", "http", "no_http", "max_clients", "health_max_lag", "log_level",
+    "heartbeat", "stream_buffer",
 }  # fmt: skip
 
 
@@ -30,7 +31,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) 
         raise click.BadParameter(
             f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(OPTION_NAMES))}"
         )
-    ctx.default_map = {name: data for name in ("init", "check", "run", "status", "demo")}
+    ctx.default_map = {name: data for name in ("init", "check", "run", "status", "demo", "tail")}
     return path
 
 
@@ -188,6 +189,23 @@ def check(dsn: str) -> None:
     help="Most stream clients at once; more get 503 with Retry-After.",
 )
 @click.option(
+    "--heartbeat",
+    envvar="CDC_HEARTBEAT",
+    default=15.0,
+    show_default=True,
+    type=click.FloatRange(1),
+    help="Seconds between comment frames on an idle stream (keeps proxies from closing it).",
+)
+@click.option(
+    "--stream-buffer",
+    envvar="CDC_STREAM_BUFFER",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(100),
+    help="Events a stalled stream client may fall behind before it is disconnected "
+    "(it resumes with Last-Event-ID).",
+)
+@click.option(
     "--health-max-lag",
     envvar="CDC_HEALTH_MAX_LAG",
     default=60.0,
@@ -226,6 +244,8 @@ def settings_from(options: dict[str, Any]) -> Settings:
         http=None if options["no_http"] else options["http"],
         max_clients=options["max_clients"],
         health_max_lag=options["health_max_lag"],
+        heartbeat=options["heartbeat"],
+        stream_buffer=options["stream_buffer"],
     )
 
 
@@ -243,10 +263,6 @@ def status(dsn: str) -> None:
         if isinstance(value, datetime.datetime):
             value = value.isoformat() + "Z"
         click.echo(f"{key:>20}: {'-' if value is None else value}")
-
-
-def entry() -> None:  # pragma: no cover - console script shim
-    main()
 
 
 @main.command()
@@ -269,3 +285,60 @@ def demo(http: str, interval: float) -> None:
         sys.exit(run_demo(http, interval))
     except CdcError as error:
         _fail(error)
+
+
+@main.command(name="tail")
+@click.argument("url", envvar="CDC_URL")
+@click.option("--table", multiple=True, help="Only this table: schema.table or table (repeatable).")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    type=click.Choice(["CREATE", "UPDATE", "DELETE"], case_sensitive=False),
+    help="Only this change type (repeatable).",
+)
+@click.option("--row-id", help="Only the history of this row id (with --table).")
+@click.option("--user-id", help="Only changes by this user id.")
+@click.option("--since", help="Start with the history since this time (ISO-8601, or 1h, 7d).")
+@click.option(
+    "--last-event-id",
+    type=click.IntRange(0),
+    help="Start after this event id (events after it are replayed first).",
+)
+@click.option(
+    "--json/--pretty",
+    "as_json",
+    default=None,
+    help="One JSON event per line (default when not on a terminal), or readable lines.",
+)
+def tail_command(
+    url: str,
+    table: tuple[str, ...],
+    types: tuple[str, ...],
+    row_id: str | None,
+    user_id: str | None,
+    since: str | None,
+    last_event_id: int | None,
+    as_json: bool | None,
+) -> None:
+    """Follow a cdc stream (URL of the daemon, e.g. http://127.0.0.1:8080) and print each
+    event; reconnects after a dropped connection and resumes where it stopped."""
+    import asyncio
+
+    from cdc.tail import tail
+
+    filters: dict[str, list[str]] = {}
+    if table:
+        filters["table"] = list(table)
+    if types:
+        filters["type"] = [t.upper() for t in types]
+    for name, value in (("row_id", row_id), ("user_id", user_id), ("since", since)):
+        if value is not None:
+            filters[name] = [value]
+    pretty = sys.stdout.isatty() if as_json is None else not as_json
+    try:
+        asyncio.run(tail(url, filters, last_event_id, sys.stdout, pretty))
+    except CdcError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        sys.exit(0)

@@ -84,6 +84,8 @@ class Settings:
     http: str | None = "127.0.0.1:8080"
     max_clients: int = 2000
     health_max_lag: float = 60.0
+    heartbeat: float = 15.0
+    stream_buffer: int = 10_000
     batch_events: int = 5000
     batch_seconds: float = 0.2
     queue_items: int = 64

@@ -426,6 +426,8 @@ class Daemon:
             port=port,
             max_clients=self.settings.max_clients,
             health_max_lag=self.settings.health_max_lag,
+            heartbeat=self.settings.heartbeat,
+            client_buffer=self.settings.stream_buffer,
         )
         try:
             running = await server.start(settings, self.hub, history, self.status)

@@ -166,11 +166,14 @@ async def test_health(event_db: EventDb) -> None:
 
 
 async def test_metrics(event_db: EventDb) -> None:
-    async with running(event_db) as app, aiohttp.ClientSession() as session:
-        async with session.get(f"{app.url}/metrics") as response:
-            assert response.status == 200
-            assert response.headers["Content-Type"].startswith("text/plain")
-            text = await response.text()
+    async with (
+        running(event_db) as app,
+        aiohttp.ClientSession() as session,
+        session.get(f"{app.url}/metrics") as response,
+    ):
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = await response.text()
     for name in (
         "cdc_events_captured",
         "cdc_capture_lag_seconds 0.5",

@@ -37,7 +37,12 @@ class EventDb:
     last: int = 0
 
     def kwargs(self) -> dict[str, Any]:
-        return {"host": "127.0.0.1", "port": self.server.port, "user": "root", "database": self.name}
+        return {
+            "host": "127.0.0.1",
+            "port": self.server.port,
+            "user": "root",
+            "database": self.name,
+        }
 
     def insert(self, events: list[StoredEvent]) -> None:
         with self.conn.cursor() as cur:

@@ -20,7 +20,9 @@ from cdc.models import StoredEvent
 
 def event(i: int, table: str = "patient", size: int = 0) -> StoredEvent:
     data = json.dumps({"after": {"id": i, "pad": "x" * size}})
-    return StoredEvent(i, "2026-05-12 12:00:00.000000", None, "CREATE", "bhima", table, str(i), data, "t")
+    return StoredEvent(
+        i, "2026-05-12 12:00:00.000000", None, "CREATE", "bhima", table, str(i), data, "t"
+    )
 
 
 class ListHistory:
@@ -63,7 +65,7 @@ class Client:
 
     def abort(self) -> None:
         self.aborted = True
-        if not self._never.done():
+        if self.stall and not self._never.done():
             self._never.set_exception(ConnectionResetError("aborted"))
 
     def frames(self) -> list[dict[str, Any]]:
@@ -90,7 +92,9 @@ class Table:
         self.history = history
         self.last = 0
 
-    def commit(self, count: int, table: str = "patient", publish: bool = True, size: int = 0) -> None:
+    def commit(
+        self, count: int, table: str = "patient", publish: bool = True, size: int = 0
+    ) -> None:
         batch = [event(self.last + k + 1, table, size) for k in range(count)]
         self.history.rows.extend(batch)
         self.last += count
@@ -189,7 +193,7 @@ async def test_resume_while_events_keep_arriving(seed: int) -> None:
 
 async def test_a_stalled_client_is_dropped_and_does_not_hold_up_the_others() -> None:
     history = ListHistory()
-    hub = Hub(last_id=0)
+    hub = Hub(last_id=0, stuck_after=0)
     table = Table(hub, history)
     stalled = Client(hub.subscribe(Filters(), None, history, buffer=100), stall=True)  # type: ignore[arg-type]
     others = [Client(hub.subscribe(Filters(), None, history, buffer=100)) for _ in range(3)]  # type: ignore[arg-type]
@@ -258,3 +262,38 @@ async def test_publish_tolerates_repeats_and_holes() -> None:
     assert client.ids() == list(range(1, 11))
     hub.close()
     await client.task
+
+
+async def test_a_resume_before_anything_is_published_reads_the_table() -> None:
+    """After a restart, the daemon may publish nothing for a while: resumes still catch up."""
+    history = ListHistory()
+    history.rows = [event(i) for i in range(1, 11)]
+    hub = Hub()
+    client = Client(hub.subscribe(Filters(), 5, history))  # type: ignore[arg-type]
+    await settle(client, until=10)
+    assert client.ids() == [6, 7, 8, 9, 10]
+    hub.publish(history.rows[8:])  # 9, 10 again, published late: already sent
+    history.rows.append(event(11))
+    hub.publish(history.rows[10:])
+    await settle(client, until=11)
+    assert client.ids() == [6, 7, 8, 9, 10, 11]
+    hub.close()
+    await client.task
+
+
+async def test_a_slow_client_that_keeps_reading_is_not_dropped() -> None:
+    """Far behind but making progress: it catches up (from the table), not cut off."""
+    history = ListHistory()
+    hub = Hub(last_id=0, capacity=20, stuck_after=0.1)
+    table = Table(hub, history)
+    slow = Client(hub.subscribe(Filters(), None, history, buffer=10), delay=0.002)  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    for _ in range(100):
+        table.commit(5)
+        await asyncio.sleep(0.001)
+        hub.tick()
+    await settle(slow, until=table.last)
+    assert slow.sub.dropped is None
+    assert slow.ids() == list(range(1, 501))
+    hub.close()
+    await slow.task

@@ -1,0 +1,255 @@
+// The live page: the last day from /events, then /stream, newest on top.
+// No build step, no dependency. Every value is written with textContent (never HTML).
+"use strict";
+
+const MAX_ROWS = 5000; // rows kept on the page; older ones fall off the bottom
+const FIRST_PAGE = 2000; // rows of history loaded at first
+const VALUE_CHARS = 80; // longer values are cut (the full value is in the tooltip)
+
+const tbody = document.getElementById("events");
+const statusLine = document.getElementById("status");
+const empty = document.getElementById("empty");
+const form = document.getElementById("filters");
+const tableInput = document.getElementById("table");
+const tableList = document.getElementById("tables");
+
+let source = null; // the EventSource
+let generation = 0; // bumped on every (re)load, so that late answers are ignored
+let lastId = null; // id of the newest event shown (where a manual reconnect resumes)
+let retryDelay = 1000;
+let retryTimer = null;
+let pending = []; // events received, not drawn yet (drawn once per animation frame)
+let drawScheduled = false;
+const seenTables = new Set();
+
+function setStatus(state, text) {
+  statusLine.dataset.state = state;
+  statusLine.textContent = text;
+}
+
+function filterParams() {
+  const params = new URLSearchParams();
+  for (const table of tableInput.value.split(",").map((t) => t.trim()).filter(Boolean)) {
+    params.append("table", table);
+  }
+  const types = [...form.querySelectorAll("input[name=type]")];
+  const chosen = types.filter((box) => box.checked).map((box) => box.value);
+  if (chosen.length && chosen.length !== types.length) params.append("type", chosen.join(","));
+  return params;
+}
+
+function noTypeChosen() {
+  return !form.querySelector("input[name=type]:checked");
+}
+
+function readFiltersFromUrl() {
+  const query = new URLSearchParams(location.search);
+  const tables = query.getAll("table");
+  if (tables.length) tableInput.value = tables.join(", ");
+  const types = query.getAll("type").flatMap((t) => t.toUpperCase().split(","));
+  if (types.length) {
+    for (const box of form.querySelectorAll("input[name=type]")) {
+      box.checked = types.includes(box.value);
+    }
+  }
+}
+
+function shown(value) {
+  if (value === null || value === undefined) return "";
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+function valueSpan(value, cls) {
+  const span = document.createElement("span");
+  span.className = `value ${cls}`;
+  const text = value === undefined ? "—" : JSON.stringify(value);
+  span.textContent = text.length > VALUE_CHARS ? `${text.slice(0, VALUE_CHARS)}…` : text;
+  if (text.length > VALUE_CHARS) span.title = text;
+  return span;
+}
+
+function describe(event) {
+  const cell = document.createElement("td");
+  cell.className = "what";
+  const data = event.data || {};
+  if (event.type === "UPDATE") {
+    const before = data.before || {};
+    const after = data.after || {};
+    const changed = data.changed ||
+      Object.keys(after).filter((k) => JSON.stringify(after[k]) !== JSON.stringify(before[k]));
+    for (const column of changed) {
+      const change = document.createElement("span");
+      change.className = "change";
+      const name = document.createElement("span");
+      name.className = "col";
+      name.textContent = `${column}: `;
+      change.append(name, valueSpan(before[column], "before"), " → ",
+        valueSpan(after[column], "after"));
+      cell.append(change);
+    }
+    if (!changed.length) cell.textContent = "(no column changed)";
+  } else {
+    const image = (event.type === "DELETE" ? data.before : data.after) || {};
+    const cls = event.type === "DELETE" ? "before" : "after";
+    for (const [column, value] of Object.entries(image)) {
+      const change = document.createElement("span");
+      change.className = "change";
+      const name = document.createElement("span");
+      name.className = "col";
+      name.textContent = `${column}=`;
+      change.append(name, valueSpan(value, cls));
+      cell.append(change);
+    }
+  }
+  return cell;
+}
+
+function cell(cls, text, title) {
+  const td = document.createElement("td");
+  td.className = cls;
+  td.textContent = text;
+  if (title) td.title = title;
+  return td;
+}
+
+function row(event, fresh) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = event.id;
+  if (fresh) tr.className = "new";
+  const time = new Date(event.timestamp);
+  const table = `${event.schema}.${event.table}`;
+  tr.append(
+    cell("id", String(event.id)),
+    cell("time", time.toLocaleTimeString([], { hourCycle: "h23" }),
+      `${time.toLocaleString()} (${event.timestamp})`),
+    cell(`type ${event.type}`, event.type),
+    cell("table", table, table),
+    cell("row", shown(event.row_id), shown(event.row_id)),
+    cell("user", shown(event.user_id), shown(event.user_id)),
+    describe(event),
+  );
+  if (!seenTables.has(table)) {
+    seenTables.add(table);
+    const option = document.createElement("option");
+    option.value = table;
+    tableList.append(option);
+  }
+  return tr;
+}
+
+function trim() {
+  while (tbody.rows.length > MAX_ROWS) tbody.lastElementChild.remove();
+}
+
+// Newest first: `events` is newest-first history to add below what is shown.
+function appendHistory(events) {
+  const fragment = document.createDocumentFragment();
+  for (const event of events) fragment.append(row(event, false));
+  tbody.append(fragment);
+  trim();
+  empty.hidden = tbody.rows.length > 0;
+}
+
+function draw() {
+  drawScheduled = false;
+  if (!pending.length) return;
+  const fragment = document.createDocumentFragment();
+  for (let i = pending.length - 1; i >= 0; i--) fragment.append(row(pending[i], true));
+  pending = [];
+  tbody.prepend(fragment);
+  trim();
+  empty.hidden = true;
+  setStatus("live", `live · ${tbody.rows.length} shown`);
+}
+
+function receive(message) {
+  const event = JSON.parse(message.data);
+  lastId = event.id;
+  pending.push(event);
+  if (pending.length > MAX_ROWS) pending = pending.slice(-MAX_ROWS);
+  if (!drawScheduled) {
+    drawScheduled = true;
+    // A hidden tab gets no animation frames: draw on a timer there instead.
+    if (document.hidden) setTimeout(draw, 250);
+    else requestAnimationFrame(draw);
+  }
+}
+
+function connect(after, mine) {
+  if (mine !== generation) return;
+  const params = filterParams();
+  if (after !== null) params.set("last_event_id", String(after));
+  source = new EventSource(`stream?${params}`);
+  for (const type of ["CREATE", "UPDATE", "DELETE"]) source.addEventListener(type, receive);
+  source.onopen = () => {
+    retryDelay = 1000;
+    setStatus("live", `live · ${tbody.rows.length} shown`);
+  };
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) {
+      // Refused (503: too many clients, or shutting down): EventSource gives up, we do not.
+      source = null;
+      setStatus("reconnecting", `reconnecting in ${Math.round(retryDelay / 1000)} s…`);
+      retryTimer = setTimeout(() => connect(lastId, mine), retryDelay);
+      retryDelay = Math.min(retryDelay * 2, 30000);
+    } else {
+      setStatus("reconnecting", "reconnecting…");
+    }
+  };
+}
+
+async function getJson(url) {
+  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  if (!response.ok) throw new Error(`${url}: ${response.status}`);
+  return response.json();
+}
+
+async function load() {
+  const mine = ++generation;
+  if (source) source.close();
+  source = null;
+  clearTimeout(retryTimer);
+  pending = [];
+  tbody.replaceChildren();
+  setStatus("loading", "loading…");
+  try {
+    if (noTypeChosen()) {
+      empty.hidden = false;
+      setStatus("idle", "no type chosen");
+      return;
+    }
+    // The newest id first: history up to it, then the stream from it, so that an event
+    // committed in between is neither missed nor shown twice.
+    const newest = await getJson("events?order=desc&limit=1&after_id=0");
+    const head = newest.events.length ? newest.events[0].id : 0;
+    const params = filterParams();
+    params.set("order", "desc");
+    params.set("since", "24h");
+    params.set("before_id", String(head + 1));
+    params.set("limit", String(FIRST_PAGE));
+    const page = await getJson(`events?${params}`);
+    if (mine !== generation) return;
+    appendHistory(page.events);
+    lastId = head;
+    connect(head, mine);
+  } catch (error) {
+    if (mine !== generation) return;
+    setStatus("reconnecting", `cannot load history (${error.message}); retrying…`);
+    retryTimer = setTimeout(load, 5000);
+  }
+}
+
+function filtersChanged() {
+  const params = filterParams();
+  const url = params.toString() ? `?${params}` : location.pathname;
+  history.replaceState(null, "", url);
+  load();
+}
+
+readFiltersFromUrl();
+form.addEventListener("change", filtersChanged);
+form.addEventListener("submit", (e) => {
+  e.preventDefault();
+  filtersChanged();
+});
+load();

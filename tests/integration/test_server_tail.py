@@ -1,0 +1,112 @@
+"""`cdc tail`'s client against a real server: prints every event once, across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from test_server_helpers import EventDb, event_db, running
+
+from cdc.errors import ConfigError
+from cdc.tail import readable, stream_url, tail
+
+__all__ = ["event_db"]  # the fixture, used by name
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Output(io.StringIO):
+    def ids(self) -> list[int]:
+        return [json.loads(line)["id"] for line in self.getvalue().splitlines()]
+
+    async def wait_for(self, count: int) -> None:
+        for _ in range(3000):
+            if len(self.getvalue().splitlines()) >= count:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"printed {self.getvalue().count(chr(10))} of {count} lines")
+
+
+@contextlib.asynccontextmanager
+async def tailing(
+    url: str, out: io.StringIO, **kwargs: object
+) -> AsyncIterator[asyncio.Task[None]]:
+    options: dict[str, object] = {"filters": {}, "last_event_id": None, "pretty": False, **kwargs}
+    task = asyncio.create_task(tail(url, out=out, **options))  # type: ignore[arg-type]
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_prints_one_json_event_per_line_and_filters(event_db: EventDb) -> None:
+    event_db.new_events(3)
+    async with running(event_db) as app:
+        out = Output()
+        filters = {"table": ["visit"], "type": ["UPDATE,DELETE"]}
+        async with tailing(app.url, out, filters=filters, last_event_id=0):
+            app.commit(2, table="visit", type="CREATE")
+            app.commit(2, table="visit", type="DELETE")
+            app.commit(1, table="patient", type="DELETE")
+            await out.wait_for(2)
+            await asyncio.sleep(0.2)
+        assert out.ids() == [6, 7]
+
+
+async def test_resumes_across_a_restart_without_gap_or_duplicate(event_db: EventDb) -> None:
+    out = Output()
+    async with running(event_db, retry_ms=100) as app:
+        port = app.http.port
+        async with tailing(app.url, out) as task:
+            while app.hub.clients == 0:
+                await asyncio.sleep(0.01)
+            app.commit(5)
+            await out.wait_for(5)
+            await app.http.stop()  # the daemon stops: its streams end
+            event_db.new_events(7)  # written while it is down (captured at restart)
+            async with running(event_db, retry_ms=100, port=port) as again:
+                again.commit(3)
+                await out.wait_for(15)
+                again.commit(1)
+                await out.wait_for(16)
+            assert not task.done()
+    assert out.ids() == list(range(1, 17))
+
+
+async def test_a_bad_filter_is_an_error_not_a_retry(event_db: EventDb) -> None:
+    async with running(event_db) as app:
+        with pytest.raises(ConfigError, match="type"):
+            await tail(app.url, {"type": ["INSERT"]}, None, io.StringIO(), pretty=False)
+
+
+def test_urls() -> None:
+    assert str(stream_url("http://h:8080")) == "http://h:8080/stream"
+    assert str(stream_url("http://h:8080/cdc/")) == "http://h:8080/cdc/stream"
+    assert str(stream_url("https://h/stream?table=x")) == "https://h/stream?table=x"
+    with pytest.raises(ConfigError):
+        stream_url("h:8080")
+
+
+def test_readable_lines() -> None:
+    update = {
+        "id": 1017,
+        "timestamp": "2026-05-12T12:19:40Z",
+        "type": "UPDATE",
+        "schema": "bhima",
+        "table": "patient",
+        "row_id": 42,
+        "user_id": 7,
+        "data": {"before": {"n": "An", "x": 1}, "after": {"n": "Ann", "x": 1}, "changed": ["n"]},
+        "txn": "0-1-5531",
+    }
+    assert readable(update) == (
+        '#1017  2026-05-12 12:19:40  UPDATE  bhima.patient  [42]  by 7  n: "An" → "Ann"'
+    )
+    delete = {**update, "type": "DELETE", "user_id": None, "data": {"before": {"id": [1, 2]}}}
+    assert readable(delete).endswith("DELETE  bhima.patient  [42]  id=[1, 2]")
