@@ -26,37 +26,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from capture import workload
+from capture import bare_loop, rows_stream, workload
 
 from cdc.sandbox import MariaDB
 
 
 def bare(port: int, log_file: str, log_pos: int, end_pos: int) -> int:
-    from pymysqlreplication import BinLogStreamReader
-    from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
-
-    stream = BinLogStreamReader(
-        {"host": "127.0.0.1", "port": port, "user": "root"},
-        server_id=9101,
-        resume_stream=True,
-        blocking=False,
-        log_file=log_file,
-        log_pos=log_pos,
-        end_log_pos=end_pos,
-        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
-        enable_logging=False,
-    )
-    count = 0
-    for event in stream:
-        for row in event.rows:
-            for image in ("values", "before_values", "after_values"):
-                values = row.get(image)
-                if values:
-                    for value in values.values():
-                        del value
-            count += 1
-    stream.close()
-    return count
+    return bare_loop(rows_stream(port, log_file, log_pos, end_pos, 9101))
 
 
 def reader(port: int, log_file: str, log_pos: int, decoder: str) -> int:
@@ -80,23 +56,10 @@ def reader(port: int, log_file: str, log_pos: int, decoder: str) -> int:
 
 def images(port: int, log_file: str, log_pos: int, end_pos: int) -> tuple[int, float, float]:
     """Row images only: (rows, library rows + mapper seconds, compiled decoder seconds)."""
-    from pymysqlreplication import BinLogStreamReader
-    from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
-
     from cdc import decoder, mapper
     from cdc.binlog_reader import table_from_library
 
-    stream = BinLogStreamReader(
-        {"host": "127.0.0.1", "port": port, "user": "root"},
-        server_id=9104,
-        resume_stream=True,
-        blocking=False,
-        log_file=log_file,
-        log_pos=log_pos,
-        end_log_pos=end_pos,
-        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
-        enable_logging=False,
-    )
+    stream = rows_stream(port, log_file, log_pos, end_pos, 9104)
     tables: dict[int, Any] = {}
     count, library, compiled = 0, 0.0, 0.0
     clock = time.perf_counter

@@ -62,6 +62,18 @@ def stop_daemon(proc: Daemon, sig: int = signal.SIGTERM) -> tuple[int, str]:
     return proc.returncode, proc.log()
 
 
+def fresh_schema(server: MariaDB, name: str, *ddl: str) -> pymysql.Connection[Any]:
+    """Drops `name` and `name_cdc`, creates `name` with `ddl` ({db} is the schema)."""
+    conn = server.connect()
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}_cdc`")
+        cur.execute(f"CREATE DATABASE `{name}`")
+        for statement in ddl:
+            cur.execute(statement.format(db=f"`{name}`"))
+    return conn
+
+
 def event_count(conn: pymysql.Connection[Any], db: str = "cdc") -> int:
     with conn.cursor() as cur:
         try:

@@ -15,6 +15,7 @@ from cdc.sandbox import MariaDB
 from tests.support import (
     cdc_command,
     events,
+    fresh_schema,
     start_daemon,
     stop_daemon,
     wait_for_events,
@@ -26,11 +27,7 @@ from tests.support import (
 def db(mariadb: MariaDB, request: pytest.FixtureRequest) -> Iterator[tuple[MariaDB, str, Any]]:
     """A fresh event database and application schema per test on the shared server."""
     name = "t_" + request.node.name.replace("[", "_").replace("]", "").replace("-", "_")[:40]
-    conn = mariadb.connect()
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        cur.execute(f"DROP DATABASE IF EXISTS `{name}_cdc`")
-        cur.execute(f"CREATE DATABASE `{name}`")
+    conn = fresh_schema(mariadb, name)
     yield mariadb, name, conn
     conn.close()
 

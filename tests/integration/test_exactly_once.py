@@ -18,6 +18,7 @@ from cdc.sandbox import MariaDB
 from tests.support import (
     assert_replay_matches,
     events,
+    fresh_schema,
     start_daemon,
     stop_daemon,
     wait_for_events,
@@ -159,13 +160,7 @@ def assert_ids_gapless(conn: Any, db: str) -> None:
 @pytest.fixture
 def app(mariadb: MariaDB, request: pytest.FixtureRequest) -> Iterator[tuple[MariaDB, str, Any]]:
     db = request.node.name[:30]
-    conn = mariadb.connect()
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
-        cur.execute(f"DROP DATABASE IF EXISTS `{db}_cdc`")
-        cur.execute(f"CREATE DATABASE `{db}`")
-        for ddl in TABLES:
-            cur.execute(ddl.format(db=db))
+    conn = fresh_schema(mariadb, db, *TABLES)
     yield mariadb, db, conn
     for opened in [conn, *(w.conn for w in Workload.opened)]:
         if opened.open:

@@ -9,18 +9,20 @@ from typing import Any
 import pytest
 
 from cdc.sandbox import MariaDB
-from tests.support import events, start_daemon, stop_daemon, wait_for_events, wait_ready
+from tests.support import (
+    events,
+    fresh_schema,
+    start_daemon,
+    stop_daemon,
+    wait_for_events,
+    wait_ready,
+)
 
 
 @pytest.fixture
 def app(mariadb: MariaDB, request: pytest.FixtureRequest) -> Iterator[tuple[MariaDB, str, Any]]:
     db = request.node.name[:30]
-    conn = mariadb.connect()
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
-        cur.execute(f"DROP DATABASE IF EXISTS `{db}_cdc`")
-        cur.execute(f"CREATE DATABASE `{db}`")
-        cur.execute(f"CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v INT)")
+    conn = fresh_schema(mariadb, db, "CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT)")
     yield mariadb, db, conn
     conn.close()
 
