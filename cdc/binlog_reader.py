@@ -168,6 +168,7 @@ class GtidState:
     def __init__(self, text: str | None = None) -> None:
         self.mariadb: dict[str, str] = {}
         self.mysql: GtidSet | None = None
+        self._text: str | None = None
         if text and ":" in text:
             self.mysql = GtidSet(text)
         elif text:
@@ -176,17 +177,23 @@ class GtidState:
 
     def add_mariadb(self, gtid: str) -> None:
         self.mariadb[gtid.split("-", 1)[0]] = gtid
+        self._text = None
 
     def add_mysql(self, gtid: str) -> None:
         if self.mysql is None:
             self.mysql = GtidSet(gtid)
         else:
             self.mysql.merge_gtid(Gtid(gtid))
+        self._text = None
 
     def __str__(self) -> str:
-        if self.mysql is not None:
-            return str(self.mysql)
-        return ",".join(self.mariadb[d] for d in sorted(self.mariadb, key=int))
+        # Asked for at every commit, changed at every transaction: built once per change.
+        if self._text is None:
+            if self.mysql is not None:
+                self._text = str(self.mysql)
+            else:
+                self._text = ",".join(self.mariadb[d] for d in sorted(self.mariadb, key=int))
+        return self._text
 
     def __bool__(self) -> bool:
         return bool(self.mariadb) or self.mysql is not None
