@@ -17,14 +17,34 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from cdc import mapper
+from cdc import values
 from cdc.models import Column, Row, Table
-
-# Binlog field types (MySQL's enum_field_types; ENUM and SET resolved from STRING).
-DECIMAL, TINY, SHORT, LONG, FLOAT, DOUBLE, NULL, TIMESTAMP, LONGLONG, INT24 = range(10)
-DATE, TIME, DATETIME, YEAR, NEWDATE, VARCHAR, BIT, TIMESTAMP2, DATETIME2, TIME2 = range(10, 20)
-JSON, NEWDECIMAL, ENUM, SET = 245, 246, 247, 248
-TINY_BLOB, MEDIUM_BLOB, LONG_BLOB, BLOB, VAR_STRING, STRING, GEOMETRY = range(249, 256)
+from cdc.values import (  # binlog field types
+    BIT,
+    BLOB,
+    DATE,
+    DATETIME,
+    DATETIME2,
+    DOUBLE,
+    ENUM,
+    FLOAT,
+    GEOMETRY,
+    INT24,
+    JSON,
+    LONG,
+    LONGLONG,
+    NEWDECIMAL,
+    SET,
+    SHORT,
+    STRING,
+    TIME,
+    TIME2,
+    TIMESTAMP,
+    TIMESTAMP2,
+    TINY,
+    VARCHAR,
+    YEAR,
+)
 
 # Bytes of a packed decimal group of 0..9 digits.
 _DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
@@ -101,13 +121,13 @@ class _Memo(dict[Any, Any]):
 
 def _date_text(packed: int) -> str:
     """DATE's 3 bytes (little-endian): day in bits 0-4, month 5-8, year 9-23."""
-    return mapper.format_date(packed >> 9, packed >> 5 & 15, packed & 31)
+    return values.format_date(packed >> 9, packed >> 5 & 15, packed & 31)
 
 
 def _datetime2_day(packed: int) -> str:
     """The day of a DATETIME2: bits (year * 13 + month) << 5 | day, the sign bit above."""
     year, month = divmod(packed >> 5 & 0x1FFFF, 13)
-    return mapper.format_date(year, month, packed & 31)
+    return values.format_date(year, month, packed & 31)
 
 
 def _datetime2_time(packed: int) -> str:
@@ -139,7 +159,7 @@ def _fractions(fsp: int, stored_digits: int) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=128)
 def _memo_of(lines: tuple[str, ...]) -> _Memo:
     """A memo of the conversion `lines` (code from raw bytes `r` to a value `v`)."""
-    namespace: dict[str, Any] = {"format_time": mapper.format_time}
+    namespace: dict[str, Any] = {"format_time": values.format_time}
     body = "".join(f"    {line}\n" for line in lines)
     exec(f"def convert(r):\n{body}    return v\n", namespace)
     return _Memo(namespace["convert"], _TYPE_LIMIT)
@@ -244,12 +264,12 @@ def _json_opaque(field_type: int, raw: bytes) -> Any:
     """Opaque JSON scalars: DECIMAL, dates and times as MySQL's JSON shows them."""
     if field_type == NEWDECIMAL:
         precision, scale = raw[0], raw[1]
-        return mapper.json_value(Decimal(_decimal_text(raw[2:], precision, scale)))
+        return values.json_value(Decimal(_decimal_text(raw[2:], precision, scale)))
     if field_type in (DATE, DATETIME, DATETIME2, TIMESTAMP, TIMESTAMP2, TIME, TIME2):
         (packed,) = struct.unpack_from("<q", raw, 0)
         return _json_packed_temporal(field_type, packed)
     # As MySQL prints other opaque scalars (a BLOB or BIT inside JSON).
-    return f"base64:type{field_type}:{mapper.format_binary(raw, 'base64')}"
+    return f"base64:type{field_type}:{values.format_binary(raw, 'base64')}"
 
 
 def _json_packed_temporal(field_type: int, packed: int) -> str:
@@ -472,7 +492,7 @@ class _Generator:
                 "HB" if col.unsigned else "Hb", lambda r, t: [f"{t} = {r[0]} | {r[1]} << 16"]
             )
         if kind == FLOAT:
-            fmt = self.name("float32_", mapper.format_float32)
+            fmt = self.name("float32_", values.format_float32)
             return _Fixed("f", lambda r, t: [f"{t} = {fmt}({r[0]})"])
         if kind == DOUBLE:
             return _Fixed("d")
@@ -554,7 +574,7 @@ class _Generator:
         codec, errors = _codec(col)
         text = f"{value}.decode({codec!r}, {errors!r})" if errors else f"{value}.decode({codec!r})"
         if col.logical == "json":
-            parse = self.name("json_text", mapper.json_text)
+            parse = self.name("json_text", values.json_text)
             return _Variable(lambda t: [*read, f"{t} = {parse}({text})"])
         return _Variable(lambda t: [*read, f"{t} = {text}"])
 
@@ -591,7 +611,7 @@ class _Generator:
         """TIMESTAMP in UTC with a Z; the old TIMESTAMP is 4 bytes little-endian."""
         days = self.name("epoch_days", _EPOCH_DAYS)
         seconds = self.name("day_seconds", _DAY_SECONDS)
-        zero = mapper.zero_datetime(fsp) + "Z"
+        zero = values.zero_datetime(fsp) + "Z"
         bits = 8 * frac_bytes
         fraction = self._fraction(fsp, frac_bytes, f"x & {(1 << bits) - 1:#x}") if bits else ""
         codes = f"{4 + frac_bytes}s" if big_endian else "I"
@@ -624,15 +644,15 @@ class _Generator:
 
 _INTEGER_CODES = {TINY: "b", SHORT: "h", LONG: "i", LONGLONG: "q"}
 _LOGICAL: dict[str, Callable[[bytes], str]] = {
-    "uuid": mapper.format_uuid,
-    "inet4": mapper.format_inet4,
-    "inet6": mapper.format_inet6,
+    "uuid": values.format_uuid,
+    "inet4": values.format_inet4,
+    "inet6": values.format_inet6,
 }
 _LOGICAL_SIZES = {"uuid": 16, "inet4": 4, "inet6": 16}
 
 
 def _base64(value: bytes) -> str:
-    return mapper.format_binary(value, "base64")
+    return values.format_binary(value, "base64")
 
 
 def _datetime_lines(r: list[str], t: str) -> list[str]:

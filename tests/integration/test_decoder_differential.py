@@ -406,7 +406,7 @@ def _select(server: MariaDB, table: str, columns: dict[str, Type]) -> list[dict[
 
 
 def _expected_float(value: Any) -> Any:
-    from cdc.mapper import format_float32
+    from cdc.values import format_float32
 
     return None if value is None else format_float32(value)
 

@@ -19,7 +19,7 @@ import pytest
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
-from cdc import mapper
+from cdc import mapper, values
 from cdc.binlog_reader import table_from_library
 from cdc.models import Op, RowChange, Table
 from cdc.sandbox import MariaDB
@@ -359,22 +359,22 @@ def shown(conn: pymysql.Connection, table: str, exprs: dict[str, str]) -> dict[i
 
 
 TEMPORALS = frozenset(
-    {mapper.DATE, mapper.DATETIME, mapper.DATETIME2, mapper.TIMESTAMP, mapper.TIMESTAMP2}
+    {values.DATE, values.DATETIME, values.DATETIME2, values.TIMESTAMP, values.TIMESTAMP2}
 )
 
 
 def as_shown(table: Table, name: str, rendered: Any) -> Any:
     """A rendered value in the form of MariaDB's display expression for its column."""
     column = next(c for c in table.columns if c.name == name)
-    if rendered is None or column.logical == "json" or column.type == mapper.DOUBLE:
+    if rendered is None or column.logical == "json" or column.type == values.DOUBLE:
         return rendered
     if column.type in TEMPORALS:
         return rendered.replace("T", " ").removesuffix("Z")
-    if column.type == mapper.SET:
+    if column.type == values.SET:
         return ",".join(rendered)
-    if column.type == mapper.FLOAT:
+    if column.type == values.FLOAT:
         return float(struct.unpack("<f", struct.pack("<f", rendered))[0])
-    if column.type == mapper.YEAR:
+    if column.type == values.YEAR:
         return f"{rendered:04d}"
     return str(rendered)
 
@@ -389,7 +389,7 @@ def replay(
     placeholders = []
     for column in table.columns:
         binary = column.charset == "binary" and column.logical is None
-        placeholders.append("UNHEX(%s)" if binary and column.type != mapper.GEOMETRY else "%s")
+        placeholders.append("UNHEX(%s)" if binary and column.type != values.GEOMETRY else "%s")
     with conn.cursor() as cur:
         cur.execute(f"CREATE TABLE {name}_copy LIKE {name}")
         sql = f"INSERT INTO {name}_copy VALUES ({', '.join(placeholders)})"
@@ -399,11 +399,11 @@ def replay(
                 value = row[column.name]
                 if value is None:
                     pass
-                elif column.type == mapper.GEOMETRY:
+                elif column.type == values.GEOMETRY:
                     value = bytes.fromhex(value)  # UNHEX() output is refused by GEOMETRY
                 elif column.logical == "json":
                     value = orjson.dumps(value).decode()
-                elif column.type == mapper.SET:
+                elif column.type == values.SET:
                     value = ",".join(value)
                 elif column.type in TEMPORALS:
                     value = value.replace("T", " ").removesuffix("Z")
@@ -490,7 +490,7 @@ def test_values_are_what_mariadb_shows(
             column = table.columns[NAMES.index(name) + 1]
             if column.logical == "json" and text is not None:
                 text = json.loads(text)
-            if column.type == mapper.DOUBLE and text is not None:
+            if column.type == values.DOUBLE and text is not None:
                 text = float(text)
             assert as_shown(table, name, value) == text, (row_id, name, value, text)
 
@@ -575,7 +575,7 @@ def test_uuid_and_inet(mariadb: MariaDB, conn: pymysql.Connection) -> None:  # t
     for i in range(500):
         four = rng.choice([bytes(4), rng.randbytes(4), rng.randbytes(2) + bytes(2)])
         uuid, inet6 = random_uuid(rng), random_inet6(rng)
-        rows.append((i, mapper.format_uuid(uuid), mapper.format_inet4(four), inet6, uuid))
+        rows.append((i, values.format_uuid(uuid), values.format_inet4(four), inet6, uuid))
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO nets VALUES (%s, %s, %s, CAST(INET6_NTOA(%s) AS INET6), %s)", rows

@@ -21,10 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cdc import decoder, mapper
+from cdc import decoder
+from cdc import values as rendering
 from cdc.models import Column, Table
 
-T = decoder
+T = rendering  # the binlog field type codes
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -65,7 +66,7 @@ def float_case() -> st.SearchStrategy[Case]:
     return st.just(
         Case(
             Column("c", T.FLOAT),
-            values.map(lambda v: (struct.pack("<f", v), mapper.format_float32(v))),
+            values.map(lambda v: (struct.pack("<f", v), rendering.format_float32(v))),
         )
     )
 
@@ -131,7 +132,7 @@ def decimal_case(draw: st.DrawFn) -> Case:
         frac = draw(st.text("0123456789", max_size=scale))
         negative = draw(st.booleans())
         text = ("-" if negative else "") + (whole or "0") + ("." + frac if scale else "")
-        expected = mapper.format_decimal(Decimal(text), scale)
+        expected = rendering.format_decimal(Decimal(text), scale)
         if expected.strip("-0.") == "":
             negative = False  # MySQL stores zero positive
         return encode_decimal(whole, frac, negative, precision, scale), expected
@@ -182,7 +183,7 @@ def datetime2_case(draw: st.DrawFn) -> Case:
         micro = truncate(draw(st.integers(0, 999_999)), fsp)
         packed = ((y * 13 + mo) << 5 | d) << 17 | h << 12 | mi << 6 | s
         raw = (packed + 0x8000000000).to_bytes(5, "big") + fraction_bytes(micro, fsp)
-        return raw, mapper.format_datetime(y, mo, d, h, mi, s, micro, fsp)
+        return raw, rendering.format_datetime(y, mo, d, h, mi, s, micro, fsp)
 
     return Case(Column("c", T.DATETIME2, fsp=fsp), value())
 
@@ -197,9 +198,9 @@ def timestamp2_case(draw: st.DrawFn) -> Case:
         micro = truncate(draw(st.integers(0, 999_999)), fsp) if seconds else 0
         raw = seconds.to_bytes(4, "big") + fraction_bytes(micro, fsp)
         if not seconds:
-            return raw, mapper.zero_datetime(fsp) + "Z"
+            return raw, rendering.zero_datetime(fsp) + "Z"
         at = dt.datetime(1970, 1, 1) + dt.timedelta(seconds=seconds)
-        text = mapper.format_datetime(
+        text = rendering.format_datetime(
             at.year, at.month, at.day, at.hour, at.minute, at.second, micro, fsp
         )
         return raw, text + "Z"
@@ -241,7 +242,7 @@ def time2_case(draw: st.DrawFn) -> Case:
         negative = draw(st.booleans()) and (h or mi or s or micro) > 0
         packed = (h << 12 | mi << 6 | s) << 24 | micro
         raw = encode_time2(-packed if negative else packed, fsp)
-        return raw, mapper.format_time(negative, h, mi, s, micro, fsp)
+        return raw, rendering.format_time(negative, h, mi, s, micro, fsp)
 
     return Case(Column("c", T.TIME2, fsp=fsp), value())
 
@@ -254,7 +255,7 @@ def old_temporal_cases() -> st.SearchStrategy[Case]:
         y, mo, d = draw(st.integers(0, 9999)), draw(st.integers(0, 12)), draw(st.integers(0, 31))
         h, mi, s = draw(st.integers(0, 23)), draw(st.integers(0, 59)), draw(st.integers(0, 59))
         digits = ((y * 100 + mo) * 100 + d) * 1_000_000 + (h * 100 + mi) * 100 + s
-        return struct.pack("<Q", digits), mapper.format_datetime(y, mo, d, h, mi, s, 0, 0)
+        return struct.pack("<Q", digits), rendering.format_datetime(y, mo, d, h, mi, s, 0, 0)
 
     @st.composite
     def time_value(draw: st.DrawFn) -> tuple[bytes, str]:
@@ -262,10 +263,10 @@ def old_temporal_cases() -> st.SearchStrategy[Case]:
         negative = draw(st.booleans()) and (h or mi or s) > 0
         digits = (h * 100 + mi) * 100 + s
         raw = (-digits if negative else digits).to_bytes(3, "little", signed=True)
-        return raw, mapper.format_time(negative, h, mi, s, 0, 0)
+        return raw, rendering.format_time(negative, h, mi, s, 0, 0)
 
     def timestamp_value(seconds: int) -> tuple[bytes, str]:
-        return struct.pack("<I", seconds), mapper.format_timestamp(seconds, 0, 0)
+        return struct.pack("<I", seconds), rendering.format_timestamp(seconds, 0, 0)
 
     return st.sampled_from(
         [
@@ -373,7 +374,11 @@ def logical_case(draw: st.DrawFn) -> Case:
     logical = draw(st.sampled_from(["uuid", "inet4", "inet6"]))
     width = 4 if logical == "inet4" else 16
     column = Column("c", T.STRING, charset="binary", max_length=width, logical=logical)
-    fmt = {"uuid": mapper.format_uuid, "inet4": mapper.format_inet4, "inet6": mapper.format_inet6}
+    fmt = {
+        "uuid": rendering.format_uuid,
+        "inet4": rendering.format_inet4,
+        "inet6": rendering.format_inet6,
+    }
     zero_tail = st.integers(0, width).flatmap(
         lambda n: st.binary(min_size=width - n, max_size=width - n).map(lambda b: b + bytes(n))
     )
@@ -584,7 +589,7 @@ def test_mysql_json_against_the_library() -> None:
 
     value = {"a": [1, -2, 70000, 1 << 40, 1.5, "x", None, True, False], "bb": {"c": "é"}}
     raw = jsonb(value)
-    assert decoder.mysql_json(raw) == mapper.json_value(parse_json(raw[0], raw[1:])) == value
+    assert decoder.mysql_json(raw) == rendering.json_value(parse_json(raw[0], raw[1:])) == value
 
 
 def test_mysql_json_opaque_scalars() -> None:
@@ -622,7 +627,7 @@ def test_base64_binary_rendering() -> None:
     column = Column("c", T.STRING, charset="binary", max_length=4)
     table = Table("s", "t", (column,))
     decoded = decoder.decoder_for(table, "base64").decode(b"\x00\x01a", 0, 3)
-    assert decoded == [{"c": mapper.format_binary(b"a\0\0\0", "base64")}]
+    assert decoded == [{"c": rendering.format_binary(b"a\0\0\0", "base64")}]
 
 
 def test_decoding_faults_are_reported_not_guessed() -> None:

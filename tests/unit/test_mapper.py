@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from cdc import mapper
 from cdc.errors import DecodeError
-from cdc.mapper import (
+from cdc.mapper import render_row, render_value, to_record
+from cdc.models import ChangeRecord, Column, Op, RowChange, Table
+from cdc.values import (
     BIT,
     BLOB,
     DATE,
@@ -50,11 +52,7 @@ from cdc.mapper import (
     format_timestamp,
     format_uuid,
     json_value,
-    render_row,
-    render_value,
-    to_record,
 )
-from cdc.models import ChangeRecord, Column, Op, RowChange, Table
 
 
 def col(type_: int, name: str = "c", **kwargs: Any) -> Column:
