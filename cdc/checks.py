@@ -9,6 +9,7 @@ from typing import Any
 import pymysql
 
 from cdc.errors import StartupError
+from cdc.models import Position
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,22 @@ def connect(connection: dict[str, Any]) -> pymysql.Connection[Any]:
 def server_info(conn: pymysql.Connection[Any]) -> ServerInfo:
     version: str = conn.get_server_info()  # type: ignore[no-untyped-call]
     return ServerInfo(version, "mariadb" in version.lower())
+
+
+def binlog_status(cur: Any) -> tuple[Any, ...] | None:
+    """The server's binlog end (file, position, ..., executed GTID set on MySQL).
+
+    MySQL 8.4 removed SHOW MASTER STATUS for SHOW BINARY LOG STATUS (8.2+); MariaDB
+    knows only the old name (and SHOW BINLOG STATUS).
+    """
+    try:
+        cur.execute("SHOW BINARY LOG STATUS")
+    except pymysql.err.ProgrammingError as error:
+        if error.args[0] != 1064:  # a syntax error: an older server
+            raise
+        cur.execute("SHOW MASTER STATUS")
+    row: tuple[Any, ...] | None = cur.fetchone()
+    return row
 
 
 def _variables(conn: pymysql.Connection[Any]) -> dict[str, str]:
@@ -186,3 +203,22 @@ def _evaluate(
         )
     )
     return checks
+
+
+def binlog_end(connection: dict[str, Any]) -> Position:
+    """The server's binlog end: where capture starts when there is no checkpoint."""
+    conn = connect(connection)
+    try:
+        with conn.cursor() as cur:
+            row = binlog_status(cur)
+            gtid = None
+            if row is None:
+                raise StartupError("the binary log is off", fix="enable log_bin (see `cdc check`)")
+            if server_info(conn).is_mariadb:
+                cur.execute("SELECT @@gtid_binlog_pos")
+                gtid = cur.fetchone()[0] or None
+            elif len(row) > 4 and row[4]:
+                gtid = str(row[4]).replace("\n", "")
+    finally:
+        conn.close()
+    return Position(row[0], int(row[1]), gtid)

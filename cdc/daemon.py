@@ -101,7 +101,7 @@ class Capture:
         if checkpoint is not None and not self._rebaseline:
             return checkpoint.position
         self._rebaseline = False
-        position = current_position(self.settings.dsn.connect_kwargs())
+        position = checks.binlog_end(self.settings.dsn.connect_kwargs())
         # Store it at once, so a restart resumes here and not at a later "now".
         self.store.commit(position, None)
         log.info("capture_baseline", position=str(position), from_now=self.settings.from_now)
@@ -298,26 +298,6 @@ def retryable(error: BaseException) -> bool:
         return True
     code = error.args[0] if isinstance(error, pymysql.err.Error) and error.args else None
     return code in RETRYABLE_ERRORS
-
-
-def current_position(connection: dict[str, Any]) -> Position:
-    """The server's binlog end: where capture starts when there is no checkpoint."""
-    conn = checks.connect(connection)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SHOW MASTER STATUS")
-            row = cur.fetchone()
-            gtid = None
-            if row is None:
-                raise StartupError("the binary log is off", fix="enable log_bin (see `cdc check`)")
-            if checks.server_info(conn).is_mariadb:
-                cur.execute("SELECT @@gtid_binlog_pos")
-                gtid = cur.fetchone()[0] or None
-            elif len(row) > 4 and row[4]:
-                gtid = str(row[4]).replace("\n", "")
-    finally:
-        conn.close()
-    return Position(row[0], int(row[1]), gtid)
 
 
 def preflight(settings: Settings) -> checks.ServerInfo:

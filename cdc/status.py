@@ -7,7 +7,7 @@ from typing import Any
 
 import pymysql
 
-from cdc.checks import connect
+from cdc.checks import binlog_status, connect
 from cdc.config import Dsn
 from cdc.errors import StartupError
 
@@ -26,8 +26,7 @@ def capture_status(dsn: Dsn) -> dict[str, Any]:
                     f"no event tables in `{dsn.database}`", fix="run `cdc init --dsn ...`"
                 ) from None
             checkpoint = cur.fetchone()
-            cur.execute("SHOW MASTER STATUS")
-            master = cur.fetchone()
+            master = binlog_status(cur)
             cur.execute("SHOW BINARY LOGS")
             logs = [(row[0], int(row[1])) for row in cur.fetchall()]
             cur.execute(

@@ -130,3 +130,8 @@ def test_bytes_behind_across_files() -> None:
     assert bytes_behind(logs, "b.000003", 100, "b.000003", 300) == 200
     assert bytes_behind(logs, "b.000001", 900, "b.000003", 300) == 100 + 500 + 300
     assert bytes_behind(logs, "b.000000", 4, "b.000003", 300) is None
+
+
+def test_server_id_zero_is_refused() -> None:
+    """MariaDB forces server_id >= 1; MySQL accepts 0 and then refuses every replica."""
+    assert verdicts(dict(GOOD, server_id="0"))["server_id"] is False
