@@ -1,9 +1,9 @@
 """Reads the binlog as a replica and yields row changes grouped by source transaction.
 
-The only module that knows `pymysqlreplication`. Positions are handed out only at
-transaction boundaries; a lost connection ends the read (the daemon restarts it from the
-last committed checkpoint) instead of the library's own reconnect, which resumes from
-the wrong place.
+With binlog_fastpath.py, the only code that knows `pymysqlreplication`. Positions are
+handed out only at transaction boundaries; a lost connection ends the read (the daemon
+restarts it from the last committed checkpoint) instead of the library's own reconnect,
+which resumes from the wrong place.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ RETRYABLE_ERRORS = frozenset({2003, 2006, 2013, 2055, ER.SERVER_SHUTDOWN, 1927})
 _JSON_CHECK = re.compile(r"json_valid\(`((?:[^`]|``)+)`\)", re.IGNORECASE)
 # Statement-logged changes: the server (or one session) is not in ROW format.
 _DML = re.compile(r"(?:/\*.*?\*/\s*)*(?:INSERT|UPDATE|DELETE|REPLACE|LOAD\s+DATA)\b", re.S)
+_DDL = re.compile(r"(?:/\*.*?\*/\s*)*(?:CREATE|ALTER|DROP|RENAME)\b", re.S)
 # MariaDB GTID event flag: the group is one statement with no COMMIT (DDL).
 MARIADB_GTID_STANDALONE = 1
 # How many row changes of one source transaction travel together through the queue.
@@ -362,7 +363,12 @@ class BinlogReader:
                         "(it resumes before this change)",
                     )
                 if in_txn and query not in ("COMMIT", "ROLLBACK"):
-                    continue  # SAVEPOINT and the like: inside the transaction, not a boundary
+                    # SAVEPOINT, or the DDL of CREATE TABLE ... SELECT: inside the
+                    # transaction, not a boundary; a DDL still changes the column types.
+                    if _DDL.match(query):
+                        self._tables.clear()
+                        self._load_logical_types()
+                    continue
                 # The end of a transaction, or a DDL statement (its own group): a boundary.
                 if records:
                     yield Changes(records)

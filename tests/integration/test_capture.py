@@ -192,3 +192,33 @@ def test_status_reports_position_and_lag(db: tuple[MariaDB, str, Any]) -> None:
     assert report["stored position"].startswith("binlog.")
     assert report["last event id"] == "2"
     assert int(report["behind (bytes)"]) >= 0
+
+
+def test_create_table_select_with_json_and_uuid_columns(db: tuple[MariaDB, str, Any]) -> None:
+    """CREATE TABLE ... SELECT is one transaction holding its DDL: the new table's MariaDB
+    JSON and UUID columns are still recognised."""
+    server, app, conn = db
+    run_sql(conn, f"CREATE TABLE `{app}`.src (id INT PRIMARY KEY, j JSON, u UUID)")
+    run_sql(
+        conn,
+        f"INSERT INTO `{app}`.src VALUES (1, '{{\"a\": 1}}', '123e4567-e89b-12d3-a456-426614174000')",
+    )
+    proc = start_daemon(server, db=f"{app}_cdc")
+    try:
+        wait_ready(conn, proc, f"{app}_cdc")
+        run_sql(
+            conn,
+            f"CREATE TABLE `{app}`.copy (id INT PRIMARY KEY, j JSON, u UUID)"
+            f" SELECT id, j, u FROM `{app}`.src",
+        )
+        wait_for_events(conn, 1, proc=proc, db=f"{app}_cdc")
+    finally:
+        code, err = stop_daemon(proc)
+    assert code == 0, err
+    (event,) = events(conn, f"{app}_cdc")
+    assert event["table_name"] == "copy"
+    assert event["data"]["after"] == {
+        "id": 1,
+        "j": {"a": 1},
+        "u": "123e4567-e89b-12d3-a456-426614174000",
+    }
