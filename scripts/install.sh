@@ -10,15 +10,13 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 
 packages=()
 have mariadbd || packages+=(mariadb-server)
-if [ "$want_test" = 1 ]; then
-    have redis-server || packages+=(redis-server)
-    [ -x /usr/bin/chromium ] || packages+=(chromium)
-fi
+# The page's tests drive Debian's Chromium headless (never a browser download).
+if [ "$want_test" = 1 ] && [ ! -x /usr/bin/chromium ]; then packages+=(chromium); fi
 if [ "${#packages[@]}" -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
     echo "installing Debian packages: ${packages[*]}"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
     # The Debian package starts its own server; ours are throwaway ones on free ports.
 fi
 
