@@ -14,7 +14,12 @@ from cdc.sandbox import MariaDB
 def mariadb() -> Iterator[MariaDB]:
     """A throwaway MariaDB on a temporary datadir and a free port, binlog on (ROW, FULL)."""
     if os.environ.get("CDC_TEST_MYSQL_URL"):
-        pytest.fail("CDC_TEST_MYSQL_URL is not supported by this fixture yet")
+        # The tests restart the server, kill its connections, create users and read its
+        # binlog from the start of each test: they need a server of their own.
+        pytest.fail(
+            "CDC_TEST_MYSQL_URL is set, but these tests need a server they may restart and "
+            "reconfigure; unset it to let them start a throwaway MariaDB (mariadbd)"
+        )
     server = MariaDB().start()
     try:
         yield server
