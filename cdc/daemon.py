@@ -189,6 +189,8 @@ class Capture:
         opened_at = 0.0
         progress_at = time.monotonic()
         progress_events = 0
+        last_arrival = 0.0
+        bursting = False
         self.status.update(state="capturing", position=str(start), gtid=start.gtid)
 
         def commit() -> None:
@@ -213,11 +215,21 @@ class Capture:
                         st.rollback()
                 return None
             try:
-                # While a sink transaction is open, wait only briefly for more: a short
-                # linger groups the next source transactions into the same commit.
-                item = items.get(timeout=LINGER if st.in_transaction else 0.5)
+                # While a sink transaction is open and items come in bursts, wait briefly
+                # for more: the linger groups the next source transactions into the same
+                # commit. A trickle is committed at once (no latency added when idle).
+                if st.in_transaction and (bursting or not items.empty()):
+                    item = items.get(timeout=LINGER)
+                elif st.in_transaction:
+                    item = items.get_nowait()
+                else:
+                    item = items.get(timeout=0.5)
             except queue.Empty:
                 item = None
+            if isinstance(item, Commit):  # bursts of transactions, not of one's chunks
+                arrived = time.monotonic()
+                bursting = arrived - last_arrival < LINGER
+                last_arrival = arrived
             if isinstance(item, _End):
                 if st.in_transaction:
                     # Whole source transactions are stored even when the read failed after
