@@ -106,7 +106,7 @@ class Store:
     # -- connection -------------------------------------------------------------------
 
     def connect(self) -> None:
-        self.close()
+        self._disconnect()
         self.conn = pymysql.connect(
             **self.connection, database=self.database, autocommit=False, charset="utf8mb4"
         )
@@ -121,11 +121,16 @@ class Store:
         self.conn.commit()
 
     def close(self) -> None:
+        """Closes the connection; an open sink transaction is lost (the server rolls it
+        back), and so is everything of it held here."""
+        self._disconnect()
+        self._forget()
+
+    def _disconnect(self) -> None:
         if self.conn is not None:
             with contextlib.suppress(pymysql.err.Error):
                 self.conn.close()
             self.conn = None
-        self._open = False
 
     def _cursor(self) -> Any:
         if self.conn is None:
@@ -171,12 +176,19 @@ class Store:
 
     def begin(self) -> None:
         if not self._open:
-            self._pending_id = self.last_id
+            self._forget()
             self._open = True
-            self.published = []
-            self.overflowed = False
-            self.events_in_txn = 0
-            self.counts = {}
+
+    def _forget(self) -> None:
+        """No sink transaction: nothing pending, ids go on from the last committed one."""
+        self._open = False
+        self._pending_id = self.last_id
+        self._parts.clear()
+        self._size = 0
+        self.published = []
+        self.overflowed = False
+        self.events_in_txn = 0
+        self.counts = {}
 
     def add(self, records: list[ChangeRecord]) -> None:
         """Insert a chunk of events into the open sink transaction, giving them ids."""
@@ -281,14 +293,7 @@ class Store:
                 self.conn.rollback()
             except pymysql.err.Error:
                 self.close()
-        self._open = False
-        self._pending_id = self.last_id
-        self._parts.clear()
-        self._size = 0
-        self.published = []
-        self.overflowed = False
-        self.events_in_txn = 0
-        self.counts = {}
+        self._forget()
 
     @property
     def in_transaction(self) -> bool:
