@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from cdc.sandbox import MariaDB
+from tests.support import STARTED
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +26,14 @@ def mariadb() -> Iterator[MariaDB]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left_behind() -> Iterator[None]:
+    """A test that failed half-way must not leave its `cdc run` for the next ones."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

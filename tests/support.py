@@ -32,6 +32,9 @@ class Daemon(subprocess.Popen[str]):
         return self.log_path.read_text(errors="replace")
 
 
+STARTED: list[Daemon] = []  # every daemon a test started; conftest kills leftovers
+
+
 def start_daemon(server: MariaDB, *args: str, db: str = "cdc", dsn: str | None = None) -> Daemon:
     """`cdc run` as a real process, capturing into database `db` (or the `dsn` given)."""
     url = dsn or f"mysql://root@127.0.0.1:{server.port}/{db}"
@@ -46,6 +49,7 @@ def start_daemon(server: MariaDB, *args: str, db: str = "cdc", dsn: str | None =
             text=True,
         )
     proc.log_path = log_path
+    STARTED.append(proc)
     return proc
 
 
