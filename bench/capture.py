@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cdc.sandbox import MariaDB
+from cdc._testing.mariadb import MariaDB
 
 TABLE = """CREATE TABLE bench.patient (
     id INT UNSIGNED PRIMARY KEY, uuid BINARY(16) NOT NULL, display_name VARCHAR(100),
@@ -128,9 +128,9 @@ def part_cdc(port: int, log_file: str, log_pos: int, decoder: str) -> dict[str, 
     import pymysql
 
     from cdc import store
-    from cdc.config import Dsn, Settings
     from cdc.daemon import Capture
     from cdc.models import Position
+    from cdc.settings import Dsn, Settings
 
     db = f"cdc_{decoder}"
     url = f"mysql://root@127.0.0.1:{port}/{db}"

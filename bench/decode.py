@@ -5,10 +5,10 @@
 Writes the workload of bench/capture.py (a 9-column hospital-like table: 60% inserts,
 30% updates, 10% deletes) on a throwaway MariaDB, then reads that binlog range
 (a) with a bare BinLogStreamReader loop touching every value (no rendering),
-(b) with cdc's BinlogReader, library decoder (rows rendered by cdc.mapper),
+(b) with cdc's binlog source, library decoder (rows rendered by rows/render.py),
 (c) with cdc's BinlogReader, compiled decoder (cdc/decoder.py),
 and, in one more pass, the row images alone: for every rows event, the library's
-`event.rows` rendered by `cdc.mapper.render_row` against the compiled decoder on the
+`event.rows` rendered by `render.render_row` against the compiled decoder on the
 same bytes (timed separately, framing excluded).
 Nothing is written anywhere: this measures reading and decoding only. Prints rows/s;
 the ratio is against (a) for the readers, against the library's for the row images.
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from capture import bare_loop, rows_stream, workload
 
-from cdc.sandbox import MariaDB
+from cdc._testing.mariadb import MariaDB
 
 
 def bare(port: int, log_file: str, log_pos: int, end_pos: int) -> int:
@@ -36,19 +36,18 @@ def bare(port: int, log_file: str, log_pos: int, end_pos: int) -> int:
 
 
 def reader(port: int, log_file: str, log_pos: int, decoder: str) -> int:
-    from cdc.binlog_reader import BinlogReader, ReaderSettings
+    from cdc.capture.binlog.source import BinlogSource
     from cdc.models import Changes, Position
+    from cdc.settings import CaptureSettings, Decoder, Dsn
 
-    settings = ReaderSettings(
-        connection={"host": "127.0.0.1", "port": port, "user": "root"},
+    settings = CaptureSettings(
         server_id=9102 if decoder == "library" else 9103,
-        own_schema="cdc",
         include=("bench.*",),
-        decoder=decoder,
+        decoder=Decoder(decoder),
     )
+    source = BinlogSource(Dsn.parse(f"mysql://root@127.0.0.1:{port}/cdc"), settings, True, False)
     count = 0
-    items = BinlogReader(settings, Position(log_file, log_pos), threading.Event(), True, False)
-    for item in items:
+    for item in source.read(Position(log_file, log_pos), threading.Event()):
         if isinstance(item, Changes):
             count += len(item.records)
     return count
@@ -56,8 +55,9 @@ def reader(port: int, log_file: str, log_pos: int, decoder: str) -> int:
 
 def images(port: int, log_file: str, log_pos: int, end_pos: int) -> tuple[int, float, float]:
     """Row images only: (rows, library rows + mapper seconds, compiled decoder seconds)."""
-    from cdc import decoder, mapper
-    from cdc.binlog_reader import table_from_library
+    from cdc.capture.binlog.rows import compiled as decoder
+    from cdc.capture.binlog.rows import render as mapper
+    from cdc.capture.binlog.tables import table_from_library
 
     stream = rows_stream(port, log_file, log_pos, end_pos, 9104)
     tables: dict[int, Any] = {}

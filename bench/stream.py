@@ -47,12 +47,14 @@ def serve(port: int, mysql_port: int) -> None:
 
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
-    from cdc import server
-    from cdc.history import History
-    from cdc.hub import Hub
-    from cdc.models import StoredEvent
+    from cdc.models import CaptureState, CaptureStatus, StoredEvent
+    from cdc.serve import app
+    from cdc.serve.hub import Hub
+    from cdc.settings import Dsn, HttpSettings
+    from cdc.store.reader import History
 
     connect = {"host": "127.0.0.1", "port": mysql_port, "user": "root", "database": DB}
+    dsn = Dsn.parse(f"mysql://root@127.0.0.1:{mysql_port}/{DB}")
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -61,10 +63,10 @@ def serve(port: int, mysql_port: int) -> None:
             cur.execute("SELECT COALESCE(MAX(id), 0) FROM event")
             last = int(cur.fetchone()[0])  # type: ignore[index]
         hub = Hub(last_id=last)
-        history = History(connect)
-        settings = server.HttpSettings(port=port, max_clients=20_000)
-        state = {"state": "capturing", "lag_seconds": 0.0}
-        http = await server.start(settings, hub, history, lambda: state)
+        history = History(dsn)
+        settings = HttpSettings(listen=f"127.0.0.1:{port}", max_clients=20_000)
+        status = CaptureStatus(state=CaptureState.CAPTURING, lag_seconds=0.0)
+        http = await app.start(settings, hub, history, lambda: status)
         print("listening", flush=True)
 
         def write(count: int, rate: float) -> None:
@@ -203,11 +205,12 @@ def _rss(pid: int) -> int:
 
 
 def drive(options: argparse.Namespace) -> None:
-    from cdc.sandbox import MariaDB, free_port
-    from cdc.store import init_schema
+    from cdc._testing.mariadb import MariaDB, free_port
+    from cdc.settings import Dsn
+    from cdc.store.schema import init_schema
 
     with MariaDB() as mariadb:
-        init_schema({"host": "127.0.0.1", "port": mariadb.port, "user": "root"}, DB)
+        init_schema(Dsn.parse(f"mysql://root@127.0.0.1:{mariadb.port}/{DB}"))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         srv = _spawn("--role", "server", "--port", str(port), "--mysql-port", str(mariadb.port))

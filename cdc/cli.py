@@ -1,23 +1,39 @@
 """The `cdc` command: parse flags, set up logging, call the library. Exit codes: 0 ok,
-1 a check failed or capture stopped on an error, 2 usage, 3 could not start."""
+1 a check failed or capture stopped on an error, 2 usage, 3 could not start.
+
+The options of `cdc run` are made from the settings tree (`cdc.settings`): a field with
+an `option(...)` is a flag, a `CDC_*` variable and a TOML key of the same name.
+"""
 
 from __future__ import annotations
 
 import datetime
+import enum
 import sys
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from cdc import logs
-from cdc.config import Dsn, Settings, load_toml
 from cdc.errors import CdcError, ConfigError
+from cdc.settings import (
+    PARTS,
+    CaptureSettings,
+    Dsn,
+    HttpSettings,
+    LogLevel,
+    Option,
+    Settings,
+    default_of,
+    load_toml,
+    option_name,
+    options_of,
+    toml_keys,
+)
 
-OPTION_NAMES = {
-    "dsn", "server_id", "include", "exclude", "user_column", "binary", "decoder",
-    "from_now", "http", "no_http", "max_clients", "health_max_lag", "log_level",
-    "heartbeat", "stream_buffer",
-}  # fmt: skip
+COMMANDS = ("init", "check", "run", "status", "demo", "tail")
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) -> str | None:
@@ -26,13 +42,86 @@ def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) 
         data = load_toml(path)
     except ConfigError as error:
         raise click.BadParameter(str(error)) from None
-    unknown = sorted(set(data) - OPTION_NAMES)
+    known = toml_keys()
+    unknown = sorted(set(data) - known)
     if unknown:
         raise click.BadParameter(
-            f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(OPTION_NAMES))}"
+            f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-    ctx.default_map = {name: data for name in ("init", "check", "run", "status", "demo", "tail")}
+    ctx.default_map = {**data, **{name: data for name in COMMANDS}}
     return path
+
+
+def _click_type(annotation: Any, spec: Option) -> tuple[Any, dict[str, Any]]:
+    """The click type (and extra option arguments) of a settings field's annotation."""
+    if annotation is bool:
+        return None, {"is_flag": True}
+    if typing.get_origin(annotation) is tuple:
+        return None, {"multiple": True}
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return click.Choice([str(member.value) for member in annotation]), {}
+    if annotation is int:
+        return click.IntRange(spec.minimum, spec.maximum), {}  # type: ignore[arg-type]
+    if annotation is float:
+        return click.FloatRange(spec.minimum, spec.maximum), {}
+    return None, {}
+
+
+def settings_options(part: type) -> list[Callable[[Any], Any]]:
+    """click options for the option fields of a settings class."""
+    hints = typing.get_type_hints(part)
+    decorators = []
+    for f in options_of(part):
+        spec: Option = f.metadata["option"]
+        name = option_name(f)
+        kind, extra = _click_type(hints[f.name], spec)
+        default = default_of(f)
+        decorators.append(
+            click.option(
+                f"--{name.replace('_', '-')}",
+                name,
+                envvar=f"CDC_{name.upper()}",
+                default=str(default.value) if isinstance(default, enum.Enum) else default,
+                type=kind,
+                show_default=not extra,
+                help=spec.help,
+                **extra,
+            )
+        )
+    return decorators
+
+
+def _patterns(values: tuple[str, ...]) -> tuple[str, ...]:
+    # CDC_INCLUDE="a.* b.*" arrives as one value: split on whitespace and commas.
+    return tuple(p for v in values for p in v.replace(",", " ").split())
+
+
+def _part_from(part: type, options: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(part)
+    values: dict[str, Any] = {}
+    for f in options_of(part):
+        value = options[option_name(f)]
+        annotation = hints[f.name]
+        if typing.get_origin(annotation) is tuple:
+            value = _patterns(value)
+        elif isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+            value = annotation(value)
+        values[f.name] = value
+    return part(**values)
+
+
+def settings_from(options: dict[str, Any]) -> Settings:
+    """The settings tree from the options of `cdc run`."""
+    return Settings(
+        dsn=Dsn.parse(options["dsn"]),
+        capture=_part_from(CaptureSettings, options),
+        http=None if options["no_http"] else _part_from(HttpSettings, options),
+    )
+
+
+def run_option_names() -> set[str]:
+    """Every option of `cdc run` (for the test that the CLI and the settings agree)."""
+    return {p.name for p in run.params if p.name} | {"log_level"}
 
 
 dsn_option = click.option(
@@ -65,8 +154,8 @@ def _fail(error: CdcError) -> None:
 @click.option(
     "--log-level",
     envvar="CDC_LOG_LEVEL",
-    default="info",
-    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=str(LogLevel.INFO),
+    type=click.Choice([str(level) for level in LogLevel]),
     show_default=True,
     help="Log verbosity (env CDC_LOG_LEVEL).",
 )
@@ -83,14 +172,11 @@ def main(log_level: str) -> None:
 @dsn_option
 def init(dsn: str) -> None:
     """Create the database named in the DSN and the event tables (safe to run again)."""
-    from cdc import store
+    from cdc.store.schema import init_schema
 
     try:
         parsed = Dsn.parse(dsn)
-        from cdc.checks import connect
-
-        connect(parsed.connect_kwargs()).close()
-        store.init_schema(parsed.connect_kwargs(), parsed.database)
+        init_schema(parsed)
     except CdcError as error:
         _fail(error)
     click.echo(f"event tables ready in `{parsed.database}` on {parsed.host}:{parsed.port}")
@@ -104,11 +190,11 @@ def check(dsn: str) -> None:
     One line per check, with the exact my.cnf line or GRANT that fixes a failure.
     Exit 0 when capture can work, 1 otherwise.
     """
-    from cdc.checks import run_checks
+    from cdc.admin.checks import run_checks
 
     try:
         parsed = Dsn.parse(dsn)
-        info, results = run_checks(parsed.connect_kwargs(), parsed.database)
+        info, results = run_checks(parsed)
     except CdcError as error:
         _fail(error)
     click.echo(f"server {info.version.removeprefix('5.5.5-')} at {parsed.host}:{parsed.port}")
@@ -119,100 +205,22 @@ def check(dsn: str) -> None:
     sys.exit(1 if failed else 0)
 
 
+def _with_run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    options = [option for part in PARTS for option in settings_options(part)]
+    options.insert(
+        len(options_of(CaptureSettings)) + 1,
+        click.option(
+            "--no-http", envvar="CDC_NO_HTTP", is_flag=True, help="Capture only; no HTTP API."
+        ),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command()
 @dsn_option
-@click.option(
-    "--include",
-    envvar="CDC_INCLUDE",
-    multiple=True,
-    help="Capture only schema.table matching this glob (repeatable; env CDC_INCLUDE, "
-    "space-separated). Default: every table outside the system schemas.",
-)
-@click.option(
-    "--exclude",
-    envvar="CDC_EXCLUDE",
-    multiple=True,
-    help="Do not capture schema.table matching this glob (repeatable; env CDC_EXCLUDE).",
-)
-@click.option(
-    "--server-id",
-    envvar="CDC_SERVER_ID",
-    default=4263,
-    show_default=True,
-    type=click.IntRange(1, 2**32 - 1),
-    help="Replica server id of the binlog connection; unique among the server's replicas.",
-)
-@click.option(
-    "--user-column",
-    envvar="CDC_USER_COLUMN",
-    default="user_id",
-    show_default=True,
-    help="A row's column whose value is the event's user_id.",
-)
-@click.option(
-    "--binary",
-    envvar="CDC_BINARY",
-    default="hex",
-    show_default=True,
-    type=click.Choice(["hex", "base64"]),
-    help="How binary column values are written.",
-)
-@click.option(
-    "--decoder",
-    envvar="CDC_DECODER",
-    default="fast",
-    show_default=True,
-    type=click.Choice(["fast", "library"]),
-    help="Row decoder: the compiled one, or mysql-replication's own (slower; for comparison).",
-)
-@click.option(
-    "--from-now",
-    envvar="CDC_FROM_NOW",
-    is_flag=True,
-    help="Start at the server's current binlog position, ignoring a stored checkpoint "
-    "(after a purged position; changes made in between are not captured).",
-)
-@click.option(
-    "--http",
-    envvar="CDC_HTTP",
-    default="127.0.0.1:8080",
-    show_default=True,
-    help="Address of the HTTP API and live page.",
-)
-@click.option("--no-http", envvar="CDC_NO_HTTP", is_flag=True, help="Capture only; no HTTP API.")
-@click.option(
-    "--max-clients",
-    envvar="CDC_MAX_CLIENTS",
-    default=2000,
-    show_default=True,
-    type=click.IntRange(1),
-    help="Most stream clients at once; more get 503 with Retry-After.",
-)
-@click.option(
-    "--heartbeat",
-    envvar="CDC_HEARTBEAT",
-    default=15.0,
-    show_default=True,
-    type=click.FloatRange(1),
-    help="Seconds between comment frames on an idle stream (keeps proxies from closing it).",
-)
-@click.option(
-    "--stream-buffer",
-    envvar="CDC_STREAM_BUFFER",
-    default=10_000,
-    show_default=True,
-    type=click.IntRange(100),
-    help="Events a stalled stream client may fall behind before it is disconnected "
-    "(it resumes with Last-Event-ID).",
-)
-@click.option(
-    "--health-max-lag",
-    envvar="CDC_HEALTH_MAX_LAG",
-    default=60.0,
-    show_default=True,
-    type=click.FloatRange(0),
-    help="/health answers 503 when capture is further behind than this many seconds.",
-)
+@_with_run_options
 def run(**options: Any) -> None:
     """Capture until SIGTERM or SIGINT (a second SIGINT forces the exit).
 
@@ -227,33 +235,11 @@ def run(**options: Any) -> None:
     sys.exit(Daemon(settings).run())
 
 
-def settings_from(options: dict[str, Any]) -> Settings:
-    def patterns(values: tuple[str, ...]) -> tuple[str, ...]:
-        # CDC_INCLUDE="a.* b.*" arrives as one value: split on whitespace and commas.
-        return tuple(p for v in values for p in v.replace(",", " ").split())
-
-    return Settings(
-        dsn=Dsn.parse(options["dsn"]),
-        server_id=options["server_id"],
-        include=patterns(options["include"]),
-        exclude=patterns(options["exclude"]),
-        user_column=options["user_column"],
-        binary=options["binary"],
-        decoder=options["decoder"],
-        from_now=options["from_now"],
-        http=None if options["no_http"] else options["http"],
-        max_clients=options["max_clients"],
-        health_max_lag=options["health_max_lag"],
-        heartbeat=options["heartbeat"],
-        stream_buffer=options["stream_buffer"],
-    )
-
-
 @main.command()
 @dsn_option
 def status(dsn: str) -> None:
     """Where capture is: stored position, the server's position, how far behind, last event."""
-    from cdc.status import capture_status
+    from cdc.admin.status import capture_status
 
     try:
         report = capture_status(Dsn.parse(dsn))
@@ -325,7 +311,7 @@ def tail_command(
     event; reconnects after a dropped connection and resumes where it stopped."""
     import asyncio
 
-    from cdc.tail import tail
+    from cdc.client.tail import tail
 
     filters: dict[str, list[str]] = {}
     if table:

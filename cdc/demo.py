@@ -6,13 +6,14 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Sequence
 
 import orjson
 import structlog
 
-from cdc.config import Dsn, Settings
+from cdc._testing.mariadb import MariaDB
 from cdc.models import StoredEvent
-from cdc.sandbox import MariaDB
+from cdc.settings import Dsn, HttpSettings, Settings
 
 log = structlog.get_logger("cdc.demo")
 
@@ -85,7 +86,7 @@ def _writes(server: MariaDB, stop: threading.Event, interval: float) -> None:
     conn.close()
 
 
-def _print(events: list[StoredEvent]) -> None:
+def _print(events: Sequence[StoredEvent]) -> None:
     for e in events:
         data = orjson.loads(e.data)
         changed = ",".join(data.get("changed", ())) or "-"
@@ -112,7 +113,8 @@ def run_demo(http: str, interval: float) -> int:
             dsn=url,
             mysql_client=f"mariadb -h127.0.0.1 -P{server.port} -uroot hospital",
         )
-        daemon = Daemon(Settings(dsn=Dsn.parse(url), http=http), on_commit=_print)
+        settings = Settings(dsn=Dsn.parse(url), http=HttpSettings(listen=http))
+        daemon = Daemon(settings, on_commit=_print)
         stop = threading.Event()
         writer = threading.Thread(target=_writes, args=(server, stop, interval), daemon=True)
 

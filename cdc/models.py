@@ -80,7 +80,7 @@ class Position:
 
 
 Row = dict[str, Any]
-"""A row image with JSON-safe values (see mapper.py for the rules), keyed by column name."""
+"""A row image with JSON-safe values (see values.py for the rules), keyed by column name."""
 
 
 @dataclass(slots=True)
@@ -136,6 +136,38 @@ class Heartbeat:
 
     position: Position
     timestamp: float
+
+
+Item = Changes | Commit | Heartbeat
+"""What a capture source hands to the writer, in source order."""
+
+
+class CaptureState(enum.StrEnum):
+    STARTING = "starting"
+    CAPTURING = "capturing"
+    RECONNECTING = "reconnecting"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureStatus:
+    """Where capture is, as `/health` shows it: a frozen value the capture thread swaps
+    whole, so a reader never sees half an update."""
+
+    state: CaptureState = CaptureState.STARTING
+    position: str | None = None
+    gtid: str | None = None
+    lag_seconds: float | None = None
+    last_event_id: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": str(self.state),
+            "position": self.position,
+            "gtid": self.gtid,
+            "lag_seconds": self.lag_seconds,
+            "last_event_id": self.last_event_id,
+        }
 
 
 class StoredEvent(NamedTuple):

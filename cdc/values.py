@@ -1,5 +1,5 @@
-"""MySQL values as JSON-safe, lossless values: the binlog type codes and the formatting
-rules shared by both row decoders (the library path in mapper.py, the compiled decoder).
+"""MySQL values as JSON-safe, lossless values: the formatting rules shared by both row
+decoders (the library path and the compiled decoder; the type table is rows/types.py).
 
 Pure functions, no I/O.
 """
@@ -14,27 +14,6 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
 from typing import Any
 
 import orjson
-
-# Binlog field types (pymysqlreplication.constants.FIELD_TYPE; the mapper does not import it).
-DECIMAL, TINY, SHORT, LONG, FLOAT, DOUBLE, NULL, TIMESTAMP, LONGLONG, INT24 = range(10)
-DATE, TIME, DATETIME, YEAR, NEWDATE, VARCHAR, BIT, TIMESTAMP2, DATETIME2, TIME2 = range(10, 20)
-JSON, NEWDECIMAL, ENUM, SET = 245, 246, 247, 248
-TINY_BLOB, MEDIUM_BLOB, LONG_BLOB, BLOB, VAR_STRING, STRING, GEOMETRY = range(249, 256)
-
-TYPE_NAMES = {
-    TINY: "TINYINT", SHORT: "SMALLINT", LONG: "INT", FLOAT: "FLOAT", DOUBLE: "DOUBLE",
-    TIMESTAMP: "TIMESTAMP", LONGLONG: "BIGINT", INT24: "MEDIUMINT", DATE: "DATE", TIME: "TIME",
-    DATETIME: "DATETIME", YEAR: "YEAR", NEWDATE: "DATE", VARCHAR: "VARCHAR", BIT: "BIT",
-    TIMESTAMP2: "TIMESTAMP", DATETIME2: "DATETIME", TIME2: "TIME", JSON: "JSON",
-    NEWDECIMAL: "DECIMAL", ENUM: "ENUM", SET: "SET", TINY_BLOB: "TINYBLOB",
-    MEDIUM_BLOB: "MEDIUMBLOB", LONG_BLOB: "LONGBLOB", BLOB: "BLOB", VAR_STRING: "VARCHAR",
-    STRING: "CHAR", GEOMETRY: "GEOMETRY",
-}  # fmt: skip
-
-INTEGER_TYPES = frozenset({TINY, SHORT, LONG, INT24, LONGLONG})
-STRING_TYPES = frozenset({VARCHAR, VAR_STRING, STRING, TINY_BLOB, MEDIUM_BLOB, LONG_BLOB, BLOB})
-LOGICAL_SIZES = {"uuid": 16, "inet4": 4, "inet6": 16}
-
 
 ZERO_DATE = "0000-00-00"
 ZERO_DATETIME = "0000-00-00T00:00:00"

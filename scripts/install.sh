@@ -12,6 +12,11 @@ packages=()
 have mariadbd || packages+=(mariadb-server)
 # The page's tests drive Debian's Chromium headless (never a browser download).
 if [ "$want_test" = 1 ] && [ ! -x /usr/bin/chromium ]; then packages+=(chromium); fi
+# Playwright's bundled Node driver links libatomic.so.1, which nothing else pulls in on a
+# minimal Debian (there it comes only with gcc, i.e. python3-pip's recommended build-essential).
+if [ "$want_test" = 1 ] && ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libatomic\.so\.1 '; then
+    packages+=(libatomic1)
+fi
 if [ "${#packages[@]}" -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
     echo "installing Debian packages: ${packages[*]}"

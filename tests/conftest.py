@@ -1,4 +1,4 @@
-"""Fixtures: a real MariaDB with binlog on (throwaway, or CDC_TEST_MYSQL_URL)."""
+"""Fixtures: a real MariaDB with binlog on (a throwaway one), and clean-up after each test."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cdc.sandbox import MariaDB
+from cdc._testing.mariadb import MariaDB
 from tests.support import STARTED
 
 
@@ -30,10 +30,12 @@ def mariadb() -> Iterator[MariaDB]:
 
 @pytest.fixture(autouse=True)
 def _no_daemon_left_behind() -> Iterator[None]:
-    """A test that failed half-way must not leave its `cdc run` for the next ones."""
+    """A test that failed half-way must not leave its `cdc run` for the next ones, and
+    no test leaves a daemon's log file behind."""
     yield
     while STARTED:
         proc = STARTED.pop()
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+        proc.log_path.unlink(missing_ok=True)

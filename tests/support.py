@@ -14,7 +14,7 @@ from typing import Any
 
 import pymysql
 
-from cdc.sandbox import MariaDB
+from cdc._testing.mariadb import MariaDB
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,17 +32,26 @@ class Daemon(subprocess.Popen[str]):
         return self.log_path.read_text(errors="replace")
 
 
-STARTED: list[Daemon] = []  # every daemon a test started; conftest kills leftovers
+STARTED: list[Daemon] = []  # every daemon a test started; conftest kills and removes them
 
 
-def start_daemon(server: MariaDB, *args: str, db: str = "cdc", dsn: str | None = None) -> Daemon:
-    """`cdc run` as a real process, capturing into database `db` (or the `dsn` given)."""
+def start_daemon(
+    server: MariaDB,
+    *args: str,
+    db: str = "cdc",
+    dsn: str | None = None,
+    http: int | None = None,
+) -> Daemon:
+    """`cdc run` as a real process, capturing into database `db` (or the `dsn` given),
+    serving HTTP on 127.0.0.1:`http` when given. Its log is a file that the conftest
+    removes after the test."""
     url = dsn or f"mysql://root@127.0.0.1:{server.port}/{db}"
     env = dict(os.environ, CDC_DSN=url)
     log_path = Path(tempfile.mkstemp(prefix="cdc-daemon-", suffix=".log")[1])
+    serving = ["--http", f"127.0.0.1:{http}"] if http is not None else ["--no-http"]
     with open(log_path, "w") as log:
         proc = Daemon(
-            cdc_command("run", "--no-http", *args),
+            cdc_command("run", *serving, *args),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,

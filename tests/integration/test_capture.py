@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cdc.sandbox import MariaDB
+from cdc._testing.mariadb import MariaDB
 from tests.support import (
     cdc_command,
     events,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cdc.sandbox import MariaDB
+from cdc._testing.mariadb import MariaDB
 from tests.support import cdc_command
 
 

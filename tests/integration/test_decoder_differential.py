@@ -22,10 +22,12 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from cdc.binlog_reader import BinlogReader, ReaderSettings
+from cdc._testing.mariadb import MariaDB
+from cdc.capture.binlog import library as binlog_library
+from cdc.capture.binlog.source import BinlogSource
 from cdc.errors import DecodeError
 from cdc.models import ChangeRecord, Changes, Op, Position
-from cdc.sandbox import MariaDB
+from cdc.settings import CaptureSettings, Decoder, Dsn
 
 DB = "decoder_diff"
 _server_ids = itertools.count(4100)
@@ -278,15 +280,15 @@ def read(
 def _read(
     server: MariaDB, start: Position, decoder: str, tables: tuple[str, ...]
 ) -> list[ChangeRecord]:
-    settings = ReaderSettings(
-        connection={"host": "127.0.0.1", "port": server.port, "user": "root"},
+    settings = CaptureSettings(
         server_id=next(_server_ids),
-        own_schema="cdc",
         include=tuple(f"{DB}.{table}" for table in tables),
-        decoder=decoder,
+        decoder=Decoder(decoder),
     )
+    dsn = Dsn.parse(f"mysql://root@127.0.0.1:{server.port}/cdc")
+    source = BinlogSource(dsn, settings, is_mariadb=True, blocking=False)
     records: list[ChangeRecord] = []
-    for item in BinlogReader(settings, start, threading.Event(), True, blocking=False):
+    for item in source.read(start, threading.Event()):
         if isinstance(item, Changes):
             records.extend(item.records)
     return records
@@ -507,18 +509,20 @@ def test_a_row_image_without_every_column_falls_back_to_the_library(mariadb: Mar
 def test_repeated_table_maps_are_parsed_once(
     mariadb: MariaDB, workload: Workload, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every rows event comes with its TableMap; the same bytes are parsed only once."""
-    from cdc import binlog_fastpath
+    """Every rows event comes with its TableMap; the same bytes are parsed only once.
 
+    The hook that does it is in place only while a stream is open."""
     parsed: list[int] = []
-    original = binlog_fastpath._library_table_map_init
+    original = binlog_library._library_table_map_init
 
     def counting(self: Any, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
         parsed.append(self.table_id)
 
-    monkeypatch.setattr(binlog_fastpath, "_library_table_map_init", counting)
+    monkeypatch.setattr(binlog_library, "_library_table_map_init", counting)
+    assert not binlog_library.hook_installed()
     records = read(mariadb, workload.start, "fast")
+    assert not binlog_library.hook_installed()
     # One parse per table id (a table version), plus the TableMaps read before the cache
     # is in place (up to the first captured rows event).
     assert len(records) > 350

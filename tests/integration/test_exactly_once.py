@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import psutil
 import pytest
 
-from cdc.sandbox import MariaDB
+from cdc._testing.mariadb import MariaDB
 from tests.support import (
     assert_replay_matches,
     events,

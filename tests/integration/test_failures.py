@@ -10,7 +10,7 @@ from typing import Any
 import pymysql
 import pytest
 
-from cdc.sandbox import MariaDB
+from cdc._testing.mariadb import MariaDB
 from tests.support import (
     events,
     fresh_schema,

@@ -12,10 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright, expect
-from test_server_daemon import Setup, e2e, healthy, start, stop, writer
-from test_server_helpers import EventDb, event_db, running
 
-__all__ = ["e2e", "event_db"]  # the fixtures, used by name
+from tests.e2e_support import Setup, healthy, start, stop, writer
+from tests.http_support import EventDb, running
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -34,7 +33,9 @@ pytestmark = pytest.mark.timeout(180)
 @pytest_asyncio.fixture
 async def browser() -> AsyncIterator[Browser]:
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (see .ci/server-deps.sh)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/install.sh --test does it)"
+        )
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
-from test_server_helpers import EventDb, all_ids, event_db, make_event, running
 
-from cdc import history
-
-__all__ = ["event_db"]  # the fixture, used by name
+from cdc.models import CaptureState
+from cdc.serve import query as history
+from tests.http_support import EventDb, all_ids, make_event, running
 
 
 def ago(**delta: float) -> str:
@@ -157,10 +157,12 @@ async def test_health(event_db: EventDb) -> None:
         assert body["healthy"] is True and body["state"] == "capturing"
         assert body["position"] == "binlog.000003:1234" and body["clients"] == 0
         assert body["lag_seconds"] == 0.5
-        app.state["lag_seconds"] = 11.0
+        app.status = dataclasses.replace(app.status, lag_seconds=11.0)
         status, body, _ = await get(f"{app.url}/health")
         assert status == 503 and body["healthy"] is False
-        app.state.update(lag_seconds=None, state="reconnecting")
+        app.status = dataclasses.replace(
+            app.status, lag_seconds=None, state=CaptureState.RECONNECTING
+        )
         status, body, _ = await get(f"{app.url}/health")
         assert status == 503 and body["state"] == "reconnecting"
 

@@ -11,134 +11,17 @@ import asyncio
 import contextlib
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import pytest
-from test_server_helpers import Sse
 
-from cdc.sandbox import MariaDB, free_port
-from cdc.tail import tail
+from cdc.client.tail import tail
+from tests.e2e_support import Setup, daemon, healthy, start, stop, writer
+from tests.http_support import Sse
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@dataclass
-class Setup:
-    server: MariaDB
-    app: str  # the captured schema
-    events: str  # the daemon's database (event table)
-    conn: Any
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def sql(self, *statements: str) -> None:
-        with self.conn.cursor() as cur:
-            for statement in statements:
-                cur.execute(statement)
-
-    def event_ids(self) -> list[int]:
-        with self.conn.cursor() as cur:
-            cur.execute(f"SELECT id FROM `{self.events}`.event ORDER BY id")
-            return [int(r[0]) for r in cur.fetchall()]
-
-
-_count = iter(range(1, 10_000))
-
-
-@pytest.fixture
-def e2e(mariadb: MariaDB) -> Iterator[Setup]:
-    """A schema to capture (one `patient` table), a name for the daemon's database, a port."""
-    n = next(_count)
-    app, events = f"e2e_app_{n}", f"e2e_cdc_{n}"
-    conn = mariadb.connect()
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{app}`")
-        cur.execute(
-            f"CREATE TABLE `{app}`.patient (id INT PRIMARY KEY, name VARCHAR(50), user_id INT)"
-        )
-    try:
-        yield Setup(mariadb, app, events, conn, free_port())
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{app}`")
-            cur.execute(f"DROP DATABASE IF EXISTS `{events}`")
-        conn.close()
-
-
-def start(setup: Setup) -> subprocess.Popen[str]:
-    """`cdc run` capturing the test's schema only, serving HTTP on the test's port."""
-    env = dict(
-        os.environ,
-        CDC_DSN=f"mysql://root@127.0.0.1:{setup.server.port}/{setup.events}",
-    )
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cdc",
-            "run",
-            "--http",
-            f"127.0.0.1:{setup.port}",
-            "--include",
-            f"{setup.app}.*",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-async def healthy(setup: Setup, proc: subprocess.Popen[str]) -> None:
-    """Waits for /health to say 200 (capturing)."""
-    last: object = None
-    async with aiohttp.ClientSession() as session:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise AssertionError(f"daemon exited {proc.returncode}: {proc.stderr.read()}")  # type: ignore[union-attr]
-            try:
-                async with session.get(f"{setup.url}/health") as response:
-                    if response.status == 200:
-                        return
-                    last = (response.status, await response.text())
-            except aiohttp.ClientError as error:
-                last = error
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"GET {setup.url}/health never answered 200 in 60 s; last: {last}")
-
-
-def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> int:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise AssertionError("the daemon did not stop within 30 s") from None
-    return proc.returncode
-
-
-@contextlib.asynccontextmanager
-async def daemon(setup: Setup) -> AsyncIterator[subprocess.Popen[str]]:
-    proc = start(setup)
-    try:
-        await healthy(setup, proc)
-        yield proc
-    finally:
-        stop(proc)
 
 
 async def test_rows_written_with_sql_appear_on_the_stream(e2e: Setup) -> None:
@@ -179,28 +62,6 @@ async def test_rows_written_with_sql_appear_on_the_stream(e2e: Setup) -> None:
         # A clean stop ends the stream (the client would reconnect with Last-Event-ID).
         assert stop(proc) == 0
         assert await sse.frame() is None
-
-
-def writer(setup: Setup, rows: int, stop_at: threading.Event) -> threading.Thread:
-    """Commits one row change after another, as an application would."""
-
-    def write() -> None:
-        conn = setup.server.connect(setup.app)
-        try:
-            with conn.cursor() as cur:
-                for i in range(1, rows + 1):
-                    cur.execute("INSERT INTO patient VALUES (%s, %s, %s)", (i, f"p{i}", i % 5))
-                    if i % 3 == 0:
-                        cur.execute("UPDATE patient SET name = %s WHERE id = %s", (f"q{i}", i - 1))
-                    time.sleep(0.005)
-                    if stop_at.is_set():
-                        break
-        finally:
-            conn.close()
-
-    thread = threading.Thread(target=write)
-    thread.start()
-    return thread
 
 
 @pytest.mark.slow

@@ -17,11 +17,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
-from test_server_helpers import EventDb, event_db, make_event, running
 
-from cdc.server import openapi_spec
-
-__all__ = ["event_db"]  # the fixture, used by name
+from cdc.serve.app import openapi_spec
+from tests.http_support import EventDb, make_event, running
 
 SCHEMA = schemathesis.openapi.from_dict(openapi_spec())
 FUZZ = settings(

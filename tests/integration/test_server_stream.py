@@ -14,11 +14,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from test_server_helpers import EventDb, Running, Sse, event_db, running, stream
 
 from cdc import metrics
-
-__all__ = ["event_db"]  # the fixture, used by name
+from tests.http_support import EventDb, Running, Sse, running, stream
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -211,7 +209,7 @@ def stalled_client(url: str) -> socket.socket:
 async def test_a_stalled_client_does_not_delay_the_others_and_is_dropped(
     event_db: EventDb,
 ) -> None:
-    async with running(event_db, client_buffer=200) as app, session() as http:
+    async with running(event_db, stream_buffer=200) as app, session() as http:
         sock = stalled_client(app.url)
         try:
             async with stream(http, app.url) as a, stream(http, app.url) as b:

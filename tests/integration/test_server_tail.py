@@ -9,12 +9,10 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from test_server_helpers import EventDb, event_db, running
 
+from cdc.client.tail import readable, stream_url, tail
 from cdc.errors import ConfigError
-from cdc.tail import readable, stream_url, tail
-
-__all__ = ["event_db"]  # the fixture, used by name
+from tests.http_support import EventDb, running
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -70,7 +68,7 @@ async def test_resumes_across_a_restart_without_gap_or_duplicate(event_db: Event
             await out.wait_for(5)
             await app.http.stop()  # the daemon stops: its streams end
             event_db.new_events(7)  # written while it is down (captured at restart)
-            async with running(event_db, retry_ms=100, port=port) as again:
+            async with running(event_db, retry_ms=100, listen=f"127.0.0.1:{port}") as again:
                 again.commit(3)
                 await out.wait_for(15)
                 again.commit(1)

@@ -7,10 +7,12 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-from cdc import store
+from cdc._testing.mariadb import MariaDB
 from cdc.errors import StartupError
 from cdc.models import ChangeRecord, Op, Position
-from cdc.sandbox import MariaDB
+from cdc.settings import Dsn
+from cdc.store.schema import init_schema
+from cdc.store.writer import Store
 
 
 def records(n: int, txn: str = "0-1-1") -> list[ChangeRecord]:
@@ -21,14 +23,14 @@ def records(n: int, txn: str = "0-1-1") -> list[ChangeRecord]:
 
 
 @pytest.fixture
-def st(mariadb: MariaDB) -> Iterator[store.Store]:
-    connection = {"host": "127.0.0.1", "port": mariadb.port, "user": "root"}
+def st(mariadb: MariaDB) -> Iterator[Store]:
+    dsn = Dsn.parse(f"mysql://root@127.0.0.1:{mariadb.port}/store_test")
     conn = mariadb.connect()
     with conn.cursor() as cur:
         cur.execute("DROP DATABASE IF EXISTS store_test")
     conn.close()
-    store.init_schema(connection, "store_test")
-    st = store.Store(connection, "store_test")
+    init_schema(dsn)
+    st = Store(dsn)
     assert st.load_checkpoint() is None
     yield st
     st.close()
@@ -45,7 +47,7 @@ def stored(mariadb: MariaDB) -> tuple[int, int, int]:
     return int(count), int(top), int(row[0]) if row else -1
 
 
-def test_events_and_checkpoint_commit_together(st: store.Store, mariadb: MariaDB) -> None:
+def test_events_and_checkpoint_commit_together(st: Store, mariadb: MariaDB) -> None:
     st.add(records(3))
     assert stored(mariadb) == (0, 0, -1)  # nothing visible before the commit
     st.commit(Position("binlog.000001", 500, "0-1-1"), 1_700_000_000.0)
@@ -53,7 +55,7 @@ def test_events_and_checkpoint_commit_together(st: store.Store, mariadb: MariaDB
     assert [e.id for e in st.published] == [1, 2, 3]
 
 
-def test_a_lost_connection_forgets_the_open_transaction(st: store.Store, mariadb: MariaDB) -> None:
+def test_a_lost_connection_forgets_the_open_transaction(st: Store, mariadb: MariaDB) -> None:
     """After the connection drops mid-transaction, nothing of that transaction is sent again
     with the next one: ids go on from the last commit, without duplicates or gaps."""
     st.add(records(2))
@@ -76,7 +78,7 @@ def test_a_lost_connection_forgets_the_open_transaction(st: store.Store, mariadb
     assert stored(mariadb) == (6, 6, 6)
 
 
-def test_rollback_forgets_and_numbers_again(st: store.Store, mariadb: MariaDB) -> None:
+def test_rollback_forgets_and_numbers_again(st: Store, mariadb: MariaDB) -> None:
     st.add(records(3))
     st.rollback()
     assert not st.in_transaction
@@ -85,7 +87,7 @@ def test_rollback_forgets_and_numbers_again(st: store.Store, mariadb: MariaDB) -
     assert stored(mariadb) == (1, 1, 1)
 
 
-def test_events_past_the_checkpoint_are_refused(st: store.Store, mariadb: MariaDB) -> None:
+def test_events_past_the_checkpoint_are_refused(st: Store, mariadb: MariaDB) -> None:
     st.add(records(1))
     st.commit(Position("binlog.000001", 300), None)
     conn = mariadb.connect("store_test")

@@ -19,10 +19,13 @@ import pytest
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
-from cdc import mapper, values
-from cdc.binlog_reader import table_from_library
+from cdc import values
+from cdc._testing.mariadb import MariaDB
+from cdc.capture import records
+from cdc.capture.binlog.rows import render as mapper
+from cdc.capture.binlog.rows import types
+from cdc.capture.binlog.tables import table_from_library
 from cdc.models import Op, RowChange, Table
-from cdc.sandbox import MariaDB
 
 # mysql-replication 1.0.17 opens its control connection with pymysql's deprecated `db=`.
 pytestmark = pytest.mark.filterwarnings("ignore:'db' is deprecated:DeprecationWarning")
@@ -359,22 +362,22 @@ def shown(conn: pymysql.Connection, table: str, exprs: dict[str, str]) -> dict[i
 
 
 TEMPORALS = frozenset(
-    {values.DATE, values.DATETIME, values.DATETIME2, values.TIMESTAMP, values.TIMESTAMP2}
+    {types.DATE, types.DATETIME, types.DATETIME2, types.TIMESTAMP, types.TIMESTAMP2}
 )
 
 
 def as_shown(table: Table, name: str, rendered: Any) -> Any:
     """A rendered value in the form of MariaDB's display expression for its column."""
     column = next(c for c in table.columns if c.name == name)
-    if rendered is None or column.logical == "json" or column.type == values.DOUBLE:
+    if rendered is None or column.logical == "json" or column.type == types.DOUBLE:
         return rendered
     if column.type in TEMPORALS:
         return rendered.replace("T", " ").removesuffix("Z")
-    if column.type == values.SET:
+    if column.type == types.SET:
         return ",".join(rendered)
-    if column.type == values.FLOAT:
+    if column.type == types.FLOAT:
         return float(struct.unpack("<f", struct.pack("<f", rendered))[0])
-    if column.type == values.YEAR:
+    if column.type == types.YEAR:
         return f"{rendered:04d}"
     return str(rendered)
 
@@ -389,7 +392,7 @@ def replay(
     placeholders = []
     for column in table.columns:
         binary = column.charset == "binary" and column.logical is None
-        placeholders.append("UNHEX(%s)" if binary and column.type != values.GEOMETRY else "%s")
+        placeholders.append("UNHEX(%s)" if binary and column.type != types.GEOMETRY else "%s")
     with conn.cursor() as cur:
         cur.execute(f"CREATE TABLE {name}_copy LIKE {name}")
         sql = f"INSERT INTO {name}_copy VALUES ({', '.join(placeholders)})"
@@ -399,11 +402,11 @@ def replay(
                 value = row[column.name]
                 if value is None:
                     pass
-                elif column.type == values.GEOMETRY:
+                elif column.type == types.GEOMETRY:
                     value = bytes.fromhex(value)  # UNHEX() output is refused by GEOMETRY
                 elif column.logical == "json":
                     value = orjson.dumps(value).decode()
-                elif column.type == values.SET:
+                elif column.type == types.SET:
                     value = ",".join(value)
                 elif column.type in TEMPORALS:
                     value = value.replace("T", " ").removesuffix("Z")
@@ -490,7 +493,7 @@ def test_values_are_what_mariadb_shows(
             column = table.columns[NAMES.index(name) + 1]
             if column.logical == "json" and text is not None:
                 text = json.loads(text)
-            if column.type == values.DOUBLE and text is not None:
+            if column.type == types.DOUBLE and text is not None:
                 text = float(text)
             assert as_shown(table, name, value) == text, (row_id, name, value, text)
 
@@ -615,8 +618,8 @@ def test_update_and_delete_images(mariadb: MariaDB, conn: pymysql.Connection) ->
     assert before == created
     assert after == {"id": "01000000", "user_id": 7, "f": 2.2, "st": ["a", "b"], "j": {"n": True}}
     assert deleted == after
-    update = mapper.to_record(RowChange(Op.UPDATE, table, before, after), 0.0, "t")
+    update = records.to_record(RowChange(Op.UPDATE, table, before, after), 0.0, "t")
     assert (update.row_id, update.user_id) == ("01000000", 7)
     assert update.data["changed"] == ["f", "st", "j"]
-    delete = mapper.to_record(RowChange(Op.DELETE, table, deleted, None), 0.0, "t")
+    delete = records.to_record(RowChange(Op.DELETE, table, deleted, None), 0.0, "t")
     assert (delete.row_id, delete.user_id, delete.data) == ("01000000", 7, {"before": deleted})

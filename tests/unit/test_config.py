@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cdc.checks import ServerInfo, _evaluate
+from cdc.admin.checks import _evaluate
+from cdc.admin.status import bytes_behind
 from cdc.cli import main
-from cdc.config import Dsn, parse_host_port
 from cdc.errors import ConfigError
-from cdc.status import bytes_behind
+from cdc.mysql import ServerInfo
+from cdc.settings import Dsn, parse_host_port
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The compiled row decoder against a test-only encoder of the binlog row format.
 
 Each column type has a hypothesis strategy giving a value's binlog bytes (written here
-the way MySQL writes them, independently of cdc/decoder.py) and the rendering the
+the way MySQL writes them, independently of the compiled decoder) and the rendering the
 capture issue asks for. Rows of random tables, with random NULLs, are encoded, decoded
 and compared value for value.
 """
@@ -21,11 +21,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cdc import decoder
 from cdc import values as rendering
+from cdc.capture.binlog.rows import compiled as decoder
+from cdc.capture.binlog.rows import conversions
+from cdc.capture.binlog.rows import types as T
+from cdc.capture.binlog.rows.binary_json import mysql_json
 from cdc.models import Column, Table
 
-T = rendering  # the binlog field type codes
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -589,7 +591,7 @@ def test_mysql_json_against_the_library() -> None:
 
     value = {"a": [1, -2, 70000, 1 << 40, 1.5, "x", None, True, False], "bb": {"c": "é"}}
     raw = jsonb(value)
-    assert decoder.mysql_json(raw) == rendering.json_value(parse_json(raw[0], raw[1:])) == value
+    assert mysql_json(raw) == rendering.json_value(parse_json(raw[0], raw[1:])) == value
 
 
 def test_mysql_json_opaque_scalars() -> None:
@@ -602,14 +604,11 @@ def test_mysql_json_opaque_scalars() -> None:
     def opaque(field_type: int, payload: bytes) -> bytes:
         return bytes([15, field_type]) + _varlen(len(payload)) + payload
 
-    assert decoder.mysql_json(opaque(T.NEWDECIMAL, dec)) == 123.45
-    assert decoder.mysql_json(opaque(T.DATE, struct.pack("<q", day))) == "2026-05-12"
-    assert (
-        decoder.mysql_json(opaque(T.DATETIME, struct.pack("<q", moment)))
-        == "2026-05-12 12:19:40.123000"
-    )
-    assert decoder.mysql_json(opaque(T.TIME, struct.pack("<q", when))) == "-01:02:03.500000"
-    assert decoder.mysql_json(opaque(T.BLOB, b"\x01\x02")) == "base64:type252:AQI="
+    assert mysql_json(opaque(T.NEWDECIMAL, dec)) == 123.45
+    assert mysql_json(opaque(T.DATE, struct.pack("<q", day))) == "2026-05-12"
+    assert mysql_json(opaque(T.DATETIME, struct.pack("<q", moment))) == "2026-05-12 12:19:40.123000"
+    assert mysql_json(opaque(T.TIME, struct.pack("<q", when))) == "-01:02:03.500000"
+    assert mysql_json(opaque(T.BLOB, b"\x01\x02")) == "base64:type252:AQI="
 
 
 @pytest.mark.parametrize(
@@ -678,6 +677,6 @@ def test_a_negative_zero_decimal_shows_as_zero() -> None:
 
 
 def test_memos_stay_bounded() -> None:
-    memo = decoder._Memo(lambda key: f"<{key}>", limit=3)
+    memo = conversions.Memo(lambda key: f"<{key}>", limit=3)
     assert [memo[k] for k in range(10)] == [f"<{k}>" for k in range(10)]
     assert len(memo) <= 3

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from cdc.history import Filters
-from cdc.hub import Hub, Subscription
 from cdc.models import StoredEvent
+from cdc.serve.hub import Hub, Subscription
+from cdc.store.reader import Filters
 
 
 def event(i: int, table: str = "patient", size: int = 0) -> StoredEvent:

@@ -1,4 +1,4 @@
-"""The MySQL type -> JSON rules of cdc.mapper, one table per type family, without a server."""
+"""The MySQL type -> JSON rules of the library path (rows/render.py), one table per type family, without a server."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdc import mapper
-from cdc.errors import DecodeError
-from cdc.mapper import render_row, render_value, to_record
-from cdc.models import ChangeRecord, Column, Op, RowChange, Table
-from cdc.values import (
+from cdc.capture.binlog.rows import render as mapper
+from cdc.capture.binlog.rows.render import render_row, render_value
+from cdc.capture.binlog.rows.types import (
     BIT,
     BLOB,
     DATE,
@@ -41,6 +39,11 @@ from cdc.values import (
     TINY,
     VARCHAR,
     YEAR,
+)
+from cdc.capture.records import to_record
+from cdc.errors import DecodeError
+from cdc.models import ChangeRecord, Column, Op, RowChange, Table
+from cdc.values import (
     format_binary,
     format_date,
     format_datetime,

@@ -6,7 +6,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from cdc.binlog_reader import GtidState, TableFilter, table_from_library
+from cdc.capture.binlog import library
+from cdc.capture.binlog.filters import TableFilter
+from cdc.capture.binlog.gtid import GtidState
+from cdc.capture.binlog.tables import table_from_library
+from cdc.models import Position
+from cdc.settings import CaptureSettings, Dsn
+from cdc.store.schema import OWN_TABLES
 
 
 @pytest.mark.parametrize(
@@ -30,7 +36,8 @@ from cdc.binlog_reader import GtidState, TableFilter, table_from_library
 def test_table_filter(
     include: tuple[str, ...], exclude: tuple[str, ...], name: tuple[str, str], captured: bool
 ) -> None:
-    assert TableFilter("cdc", include, exclude)(*name) is captured
+    own = frozenset(("cdc", table) for table in OWN_TABLES)
+    assert TableFilter(own, include, exclude)(*name) is captured
 
 
 def test_mariadb_gtid_state_keeps_one_gtid_per_domain() -> None:
@@ -118,19 +125,21 @@ def test_resume_by_gtid_where_the_position_has_one(
 ) -> None:
     """The stream asks for a GTID position when stored (MySQL: the whole executed set),
     by binlog file and offset otherwise. Building the stream does not connect."""
-    import threading
-
-    from cdc.binlog_reader import BinlogReader, ReaderSettings
-    from cdc.models import Position
-
-    settings = ReaderSettings(
-        connection={"host": "127.0.0.1", "port": 1}, server_id=9, own_schema="cdc"
-    )
-    reader = BinlogReader(
-        settings, Position("binlog.000007", 1234, gtid), threading.Event(), mariadb
-    )
-    stream = reader._stream()
+    dsn = Dsn.parse("mysql://root@127.0.0.1:1/cdc")
+    start = Position("binlog.000007", 1234, gtid)
+    stream = library.open_stream(dsn, CaptureSettings(server_id=9), start, mariadb, None)
     got = {key: getattr(stream, key) for key in expect}
     assert got == expect
     if not gtid:
         assert stream.log_pos == 1234
+
+
+def test_the_library_is_not_patched_by_importing_cdc() -> None:
+    """The TableMap hook is installed by an open stream only, and removed after it."""
+    assert not library.hook_installed()
+    with library.parsed_table_maps():
+        assert library.hook_installed()
+        with library.parsed_table_maps():  # a second stream of the same process
+            assert library.hook_installed()
+        assert library.hook_installed()
+    assert not library.hook_installed()

@@ -3,35 +3,33 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 
-from cdc.checks import binlog_status, connect
-from cdc.config import Dsn
+from cdc import mysql
 from cdc.errors import StartupError
+from cdc.store import checkpoint
+from cdc.store.schema import EVENT, qualified
+
+if TYPE_CHECKING:
+    from cdc.settings import Dsn
 
 
 def capture_status(dsn: Dsn) -> dict[str, Any]:
-    conn = connect(dsn.connect_kwargs())
+    conn = mysql.connect_for_command(dsn)
     try:
         with conn.cursor() as cur:
             try:
-                cur.execute(
-                    f"SELECT log_file, log_pos, gtid, last_event_id, source_timestamp, updated_at"
-                    f" FROM `{dsn.database}`.cdc_checkpoint WHERE id = 1"
-                )
+                stored = checkpoint.read(cur, dsn.database)
             except pymysql.err.ProgrammingError:
                 raise StartupError(
                     f"no event tables in `{dsn.database}`", fix="run `cdc init --dsn ...`"
                 ) from None
-            checkpoint = cur.fetchone()
-            master = binlog_status(cur)
-            cur.execute("SHOW BINARY LOGS")
-            logs = [(row[0], int(row[1])) for row in cur.fetchall()]
-            cur.execute(
-                f"SELECT id, timestamp FROM `{dsn.database}`.event ORDER BY id DESC LIMIT 1"
-            )
+            master = mysql.binlog_status(cur)
+            logs = mysql.binary_logs(cur)
+            table = qualified(dsn.database, EVENT)
+            cur.execute(f"SELECT id, timestamp FROM {table} ORDER BY id DESC LIMIT 1")
             last = cur.fetchone()
     finally:
         conn.close()
@@ -45,21 +43,20 @@ def capture_status(dsn: Dsn) -> dict[str, Any]:
         "last event time": last[1] if last else None,
         "checkpoint written": None,
     }
-    if checkpoint is None:
+    if stored is None:
         return report
-    log_file, log_pos, gtid, _last_id, source_ts, updated = checkpoint
-    report["stored position"] = f"{log_file}:{log_pos}"
-    report["stored gtid"] = gtid
-    report["checkpoint written"] = updated
+    position = stored.position
+    report["stored position"] = str(position)
+    report["stored gtid"] = position.gtid
+    report["checkpoint written"] = stored.updated_at
     if master:
-        report["behind (bytes)"] = bytes_behind(
-            logs, log_file, int(log_pos), master[0], int(master[1])
-        )
-        if report["behind (bytes)"] == 0:
+        behind = bytes_behind(logs, position.log_file, position.log_pos, master[0], int(master[1]))
+        report["behind (bytes)"] = behind
+        if behind == 0:
             report["behind (seconds)"] = 0
-        elif source_ts is not None:
+        elif stored.source_time is not None:
             now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-            report["behind (seconds)"] = round((now - source_ts).total_seconds(), 1)
+            report["behind (seconds)"] = round((now - stored.source_time).total_seconds(), 1)
     return report
 
 

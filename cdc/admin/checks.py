@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-import pymysql
-
+from cdc import mysql
 from cdc.errors import StartupError
-from cdc.models import Position
+from cdc.mysql import ServerInfo
+from cdc.store.schema import OWN_TABLES, init_schema
+
+if TYPE_CHECKING:
+    from cdc.settings import Dsn
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,53 +28,13 @@ class Check:
         return f"{text}\n       fix: {self.fix}" if not self.ok and self.fix else text
 
 
-@dataclass(frozen=True, slots=True)
-class ServerInfo:
-    version: str
-    is_mariadb: bool
-
-
-def connect(connection: dict[str, Any]) -> pymysql.Connection[Any]:
-    try:
-        return pymysql.connect(**connection, autocommit=True)
-    except pymysql.err.OperationalError as error:
-        code = error.args[0]
-        raise StartupError(
-            f"cannot connect to {connection['host']}:{connection['port']}: {error.args[1]}",
-            fix="check the DSN's host, port, user and password"
-            if code == 1045
-            else "check that the server runs and the host and port are right",
-        ) from None
-
-
-def server_info(conn: pymysql.Connection[Any]) -> ServerInfo:
-    version: str = conn.get_server_info()  # type: ignore[no-untyped-call]
-    return ServerInfo(version, "mariadb" in version.lower())
-
-
-def binlog_status(cur: Any) -> tuple[Any, ...] | None:
-    """The server's binlog end (file, position, ..., executed GTID set on MySQL).
-
-    MySQL 8.4 removed SHOW MASTER STATUS for SHOW BINARY LOG STATUS (8.2+); MariaDB
-    knows only the old name (and SHOW BINLOG STATUS).
-    """
-    try:
-        cur.execute("SHOW BINARY LOG STATUS")
-    except pymysql.err.ProgrammingError as error:
-        if error.args[0] != 1064:  # a syntax error: an older server
-            raise
-        cur.execute("SHOW MASTER STATUS")
-    row: tuple[Any, ...] | None = cur.fetchone()
-    return row
-
-
-def _variables(conn: pymysql.Connection[Any]) -> dict[str, str]:
+def _variables(conn: mysql.Connection) -> dict[str, str]:
     with conn.cursor() as cur:
         cur.execute("SHOW GLOBAL VARIABLES")
         return {name.lower(): str(value) for name, value in cur.fetchall()}
 
 
-def _grants(conn: pymysql.Connection[Any]) -> list[str]:
+def _grants(conn: mysql.Connection) -> list[str]:
     with conn.cursor() as cur:
         cur.execute("SHOW GRANTS")
         return [row[0].upper() for row in cur.fetchall()]
@@ -89,23 +52,38 @@ def _has(grants: list[str], privilege: str, on: str = "*.*") -> bool:
     return False
 
 
-def run_checks(connection: dict[str, Any], database: str) -> tuple[ServerInfo, list[Check]]:
+def run_checks(dsn: Dsn) -> tuple[ServerInfo, list[Check]]:
     """Everything capture needs from the server; `cdc check` prints it, `cdc run` enforces it."""
-    conn = connect(connection)
+    conn = mysql.connect_for_command(dsn)
     try:
-        info = server_info(conn)
+        info = mysql.server_info(conn)
         variables = _variables(conn)
         grants = _grants(conn)
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
-                " AND TABLE_NAME IN ('event', 'cdc_checkpoint')",
-                (database,),
+                f" AND TABLE_NAME IN ({', '.join(['%s'] * len(OWN_TABLES))})",
+                (dsn.database, *OWN_TABLES),
             )
             tables = {row[0] for row in cur.fetchall()}
     finally:
         conn.close()
-    return info, _evaluate(info, variables, grants, tables, database)
+    return info, _evaluate(info, variables, grants, tables, dsn.database)
+
+
+def ensure_capturable(dsn: Dsn) -> ServerInfo:
+    """Creates the event tables if missing, then refuses a server that cannot be captured."""
+    info, results = run_checks(dsn)
+    if any(c.name == "event tables" and not c.ok for c in results):
+        init_schema(dsn)
+        info, results = run_checks(dsn)
+    failed = [c for c in results if not c.ok]
+    if failed:
+        raise StartupError(
+            "the server cannot be captured:\n" + "\n".join(c.line() for c in failed),
+            fix="apply the fixes above, then check again with `cdc check`",
+        )
+    return info
 
 
 def _evaluate(
@@ -191,7 +169,7 @@ def _evaluate(
             f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX ON `{database}`.* TO 'cdc'@'%'",
         )
     )
-    missing = {"event", "cdc_checkpoint"} - tables
+    missing = set(OWN_TABLES) - tables
     checks.append(
         Check(
             "event tables",
@@ -203,22 +181,3 @@ def _evaluate(
         )
     )
     return checks
-
-
-def binlog_end(connection: dict[str, Any]) -> Position:
-    """The server's binlog end: where capture starts when there is no checkpoint."""
-    conn = connect(connection)
-    try:
-        with conn.cursor() as cur:
-            row = binlog_status(cur)
-            gtid = None
-            if row is None:
-                raise StartupError("the binary log is off", fix="enable log_bin (see `cdc check`)")
-            if server_info(conn).is_mariadb:
-                cur.execute("SELECT @@gtid_binlog_pos")
-                gtid = cur.fetchone()[0] or None
-            elif len(row) > 4 and row[4]:
-                gtid = str(row[4]).replace("\n", "")
-    finally:
-        conn.close()
-    return Position(row[0], int(row[1]), gtid)

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -20,42 +19,31 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cdc import metrics
-from cdc.history import BadParameter, HistoryUnavailable, parse_events_query, parse_stream_query
+from cdc.serve.query import BadParameter, parse_events_query, parse_stream_query
+from cdc.store.reader import HistoryUnavailable
 from cdc.wire import event_json
 
 if TYPE_CHECKING:
-    from cdc.history import History
-    from cdc.hub import Hub
+    from cdc.models import CaptureStatus
+    from cdc.protocols import Feed
+    from cdc.serve.hub import Hub
+    from cdc.settings import HttpSettings
+    from cdc.store.reader import History
 
 log = structlog.get_logger(__name__)
 
-Status = Callable[[], dict[str, Any]]
+Status = Callable[[], "CaptureStatus"]
 
-STATIC = resources.files("cdc") / "static"
-
-
-@dataclass(frozen=True, slots=True)
-class HttpSettings:
-    """How the HTTP side listens and treats its clients."""
-
-    host: str = "127.0.0.1"
-    port: int = 8080  # 0: any free port (see HttpServer.port)
-    max_clients: int = 10_000  # stream clients at once; over it, 503 with Retry-After
-    heartbeat: float = 15.0  # seconds between comment frames on an idle stream
-    client_buffer: int = 10_000  # events a stuck client may lag before it is dropped
-    health_max_lag: float = 60.0  # /health is 503 above this capture lag (seconds)
-    retry_ms: int = 2000  # the SSE `retry:` hint: how soon a browser reconnects
-    retry_after: int = 5  # the Retry-After of a 503 for too many clients (seconds)
-    shutdown_timeout: float = 5.0  # longest wait for requests in flight at stop
+STATIC = resources.files("cdc.serve") / "static"
 
 
 class HttpServer:
     """A running HTTP server; `stop()` ends every stream and closes the listener."""
 
-    def __init__(self, runner: web.AppRunner, hub: Hub, ticker: asyncio.Task[None]) -> None:
+    def __init__(self, runner: web.AppRunner, hub: Hub, tasks: list[asyncio.Task[None]]) -> None:
         self._runner = runner
         self._hub = hub
-        self._ticker = ticker
+        self._tasks = tasks  # the heartbeat ticker, and the feed when there is one
         self._stopped = False
 
     @property
@@ -72,15 +60,20 @@ class HttpServer:
         if self._stopped:
             return
         self._stopped = True
-        self._ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._ticker
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self._hub.close()
         await self._runner.cleanup()
 
 
-async def start(settings: HttpSettings, hub: Hub, history: History, status: Status) -> HttpServer:
-    """Listen on `settings.host:settings.port` and serve until `stop()`."""
+async def start(
+    settings: HttpSettings, hub: Hub, history: History, status: Status, feed: Feed | None = None
+) -> HttpServer:
+    """Listen on `settings.listen` and serve until `stop()`; `feed` hands committed
+    events to the hub (tests publish to the hub themselves)."""
     app = make_app(settings, hub, history, status)
     runner = web.AppRunner(
         app,
@@ -90,14 +83,17 @@ async def start(settings: HttpSettings, hub: Hub, history: History, status: Stat
         shutdown_timeout=settings.shutdown_timeout,
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+    host, port = settings.address
+    site = web.TCPSite(runner, host, port, backlog=1024)
     try:
         await site.start()
     except OSError:
         await runner.cleanup()
         raise
-    ticker = asyncio.create_task(_tick(hub, settings.heartbeat / 3), name="cdc-heartbeat")
-    server = HttpServer(runner, hub, ticker)
+    tasks = [asyncio.create_task(_tick(hub, settings.heartbeat / 3), name="cdc-heartbeat")]
+    if feed is not None:
+        tasks.append(asyncio.create_task(feed.run(hub), name="cdc-feed"))
+    server = HttpServer(runner, hub, tasks)
     log.info("http_listening", url=server.url)
     return server
 
@@ -191,7 +187,7 @@ class _Handlers:
                 retry_after,
             )
         sub = self.hub.subscribe(
-            filters, after, self.history, self.settings.client_buffer, self.settings.heartbeat
+            filters, after, self.history, self.settings.stream_buffer, self.settings.heartbeat
         )
         response = web.StreamResponse(
             headers={
@@ -223,7 +219,7 @@ class _Handlers:
 
     async def health(self, request: web.Request) -> web.StreamResponse:
         try:
-            state = dict(self.status())
+            state = self.status().as_dict()
         except Exception as error:  # a boundary: /health answers whatever breaks
             log.exception("status_failed")
             return _json({"healthy": False, "error": str(error)}, 503)
@@ -240,7 +236,7 @@ class _Handlers:
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         with contextlib.suppress(Exception):  # the lag is refreshed if status() has it
-            lag = self.status().get("lag_seconds")
+            lag = self.status().lag_seconds
             if lag is not None:
                 metrics.capture_lag_seconds.set(lag)
         metrics.stream_clients.set(self.hub.clients)

@@ -1,6 +1,7 @@
-"""The library path's row images to JSON-safe values, and row changes to `ChangeRecord`s.
+"""The library path: row images as pymysqlreplication decodes them, to JSON-safe values.
 
-Pure functions, no I/O; the value formats themselves are in values.py.
+One rule per type family (`types.Family`), correcting the library's known faults; the
+value formats themselves are in `cdc.values`. Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -8,50 +9,29 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
-import math
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
-from cdc.errors import DecodeError
-from cdc.models import ChangeRecord, Column, Op, Row, RowChange, Table
-from cdc.values import (
-    BIT,
-    DATE,
-    DATETIME,
-    DATETIME2,
-    DOUBLE,
-    ENUM,
-    EPOCH,
-    FLOAT,
-    GEOMETRY,
-    INTEGER_TYPES,
-    JSON,
-    LOGICAL_SIZES,
-    NEWDATE,
-    NEWDECIMAL,
-    SET,
+from cdc.capture.binlog.rows.types import (
+    LOGICAL,
     STRING,
-    STRING_TYPES,
-    TIME,
-    TIME2,
-    TIME_MAX,
-    TIMESTAMP,
-    TIMESTAMP2,
-    TIMESTAMP_WRAP,
-    TYPE_NAMES,
     VAR_STRING,
     VARCHAR,
-    YEAR,
+    Family,
+    require_every_family,
+    type_of,
+)
+from cdc.errors import DecodeError
+from cdc.models import Column, Table
+from cdc.values import (
+    EPOCH,
+    TIME_MAX,
+    TIMESTAMP_WRAP,
     ZERO_DATE,
     format_decimal,
     format_float32,
-    format_inet4,
-    format_inet6,
     format_time,
-    format_uuid,
     iso_datetime,
     json_plain,
     json_text,
@@ -78,10 +58,11 @@ _Step = tuple[str, type | None, Converter | None, Column]
 
 
 def _type_name(column: Column) -> str:
-    name = TYPE_NAMES.get(column.type, f"binlog type {column.type}")
+    kind = type_of(column.type)
+    name = kind.name
     if column.logical:
         return f"{column.logical.upper()} ({name})"
-    if column.charset == "binary" and column.type in STRING_TYPES:
+    if column.charset == "binary" and kind.family in (Family.STRING, Family.BLOB):
         return {STRING: "BINARY", VARCHAR: "VARBINARY", VAR_STRING: "VARBINARY"}.get(
             column.type, "BLOB"
         )
@@ -217,56 +198,70 @@ def _unknown_type(value: Any) -> Any:
     raise _Unknown("no rule for this binlog column type")
 
 
+Rule = tuple[type | None, Converter | None]
+"""The exact class the library gives (None: always convert), and the converter (None:
+the value is right as it comes)."""
+
+
+def _text_or_binary(column: Column, binary: str) -> Rule:
+    if column.charset == "binary":
+        encode = _binary(binary)
+        logical = LOGICAL.get(column.logical or "")
+        if logical is not None:
+            return bytes, _pad(logical.size, logical.format)
+        if column.type == STRING and column.max_length:
+            return bytes, _pad(column.max_length, encode)
+        return bytes, encode
+    if column.logical == "json":
+        return str, json_text
+    return str, None
+
+
+def _decimal(column: Column, binary: str) -> Rule:
+    scale = column.decimals
+    return Decimal, lambda value: format_decimal(value, scale)
+
+
+def _enum(column: Column, binary: str) -> Rule:
+    return (str, None) if column.enum_values else (None, _missing_metadata)
+
+
+def _set_rule(column: Column, binary: str) -> Rule:
+    return (set, _set(column.set_values)) if column.set_values else (None, _missing_metadata)
+
+
+_RULES: dict[Family, Callable[[Column, str], Rule]] = {
+    Family.INTEGER: lambda c, b: (int, None),
+    Family.INT24: lambda c, b: (int, None),
+    Family.FLOAT: lambda c, b: (float, format_float32),
+    Family.DOUBLE: lambda c, b: (float, None),
+    Family.DECIMAL: _decimal,
+    Family.YEAR: lambda c, b: (int, _year),
+    Family.DATE: lambda c, b: (dt.date, _date),
+    Family.TIME: lambda c, b: (dt.timedelta, _time_old),
+    Family.TIME2: lambda c, b: (dt.timedelta, _time2(c.fsp)),
+    Family.DATETIME: lambda c, b: (dt.datetime, _datetime(c.fsp)),
+    Family.DATETIME2: lambda c, b: (dt.datetime, _datetime(c.fsp)),
+    Family.TIMESTAMP: lambda c, b: (dt.datetime, _timestamp(c.fsp)),
+    Family.TIMESTAMP2: lambda c, b: (dt.datetime, _timestamp(c.fsp)),
+    Family.BIT: lambda c, b: (str, _bit),
+    Family.ENUM: _enum,
+    Family.SET: _set_rule,
+    Family.STRING: _text_or_binary,
+    Family.BLOB: _text_or_binary,
+    Family.JSON: lambda c, b: (None, _mysql_json),
+    Family.GEOMETRY: lambda c, b: (bytes, _binary(b)),
+    Family.UNSUPPORTED: lambda c, b: (None, _unknown_type),
+}
+require_every_family(_RULES, "library-path renderer")
+
+
 @functools.lru_cache(maxsize=4096)
-def _rule(column: Column, binary: str) -> tuple[type | None, Converter | None]:
+def _rule(column: Column, binary: str) -> Rule:
     """How to render one column: the class the library gives, and the converter."""
     if binary not in ("hex", "base64"):
         raise ValueError(f"unknown binary encoding {binary!r}: use 'hex' or 'base64'")
-    kind = column.type
-    if kind in INTEGER_TYPES:
-        return int, None
-    if kind in STRING_TYPES:
-        if column.charset == "binary":
-            encode = _binary(binary)
-            if column.logical in LOGICAL_SIZES:
-                formatter = {"uuid": format_uuid, "inet4": format_inet4, "inet6": format_inet6}
-                return bytes, _pad(LOGICAL_SIZES[column.logical], formatter[column.logical])
-            if kind == STRING and column.max_length:
-                return bytes, _pad(column.max_length, encode)
-            return bytes, encode
-        if column.logical == "json":
-            return str, json_text
-        return str, None
-    if kind == NEWDECIMAL:
-        scale = column.decimals
-        return Decimal, lambda value: format_decimal(value, scale)
-    if kind == FLOAT:
-        return float, format_float32
-    if kind == DOUBLE:
-        return float, None
-    if kind in (DATETIME, DATETIME2):
-        return dt.datetime, _datetime(column.fsp)
-    if kind in (TIMESTAMP, TIMESTAMP2):
-        return dt.datetime, _timestamp(column.fsp)
-    if kind in (DATE, NEWDATE):
-        return dt.date, _date
-    if kind == TIME2:
-        return dt.timedelta, _time2(column.fsp)
-    if kind == TIME:
-        return dt.timedelta, _time_old
-    if kind == YEAR:
-        return int, _year
-    if kind == ENUM:
-        return (str, None) if column.enum_values else (None, _missing_metadata)
-    if kind == SET:
-        return (set, _set(column.set_values)) if column.set_values else (None, _missing_metadata)
-    if kind == BIT:
-        return str, _bit
-    if kind == JSON:
-        return None, _mysql_json
-    if kind == GEOMETRY:
-        return bytes, _binary(binary)
-    return None, _unknown_type
+    return _RULES[type_of(column.type).family](column, binary)
 
 
 def _other(kind: type | None, convert: Converter | None, value: Any) -> Any:
@@ -284,12 +279,12 @@ def _none_value(column: Column, source: str) -> Any:
     """The value of a None the library gives, by its `none_sources` reason."""
     if source == _NULL:
         return None
-    kind = column.type
-    if source in _ZERO_DATE_SOURCES and kind in (DATE, NEWDATE):
+    family = type_of(column.type).family
+    if source in _ZERO_DATE_SOURCES and family is Family.DATE:
         return ZERO_DATE
-    if source in _ZERO_DATETIME_SOURCES and kind in (DATETIME, DATETIME2):
+    if source in _ZERO_DATETIME_SOURCES and family in (Family.DATETIME, Family.DATETIME2):
         return zero_datetime(column.fsp)
-    if source == _EMPTY_SET and kind == SET:
+    if source == _EMPTY_SET and family is Family.SET:
         if not column.set_values:
             _missing_metadata(None)
         return []
@@ -405,74 +400,3 @@ def render_row(
         column = next(c for c in table.columns if c.name == name)
         raise _error(table, column, value, str(error)) from error
     return out
-
-
-# -- records ---------------------------------------------------------------------------------
-
-_MISSING: Any = object()
-_DEEP = frozenset({list, dict, float})
-
-
-def _differs(before: Any, after: Any) -> bool:
-    # Equal by ==, same class: JSON containers may still differ (1 vs true vs 1.0 inside)
-    # and floats may differ in the sign of zero.
-    if after.__class__ is float:
-        return math.copysign(1.0, before) != math.copysign(1.0, after)
-    option = orjson.OPT_SORT_KEYS
-    return orjson.dumps(before, option=option) != orjson.dumps(after, option=option)
-
-
-def changed_columns(before: Row, after: Row) -> list[str]:
-    """Names whose values differ between two rendered images, in the after image's order."""
-    changed = []
-    for name, value in after.items():
-        old = before.get(name, _MISSING)
-        if (
-            value != old
-            or value.__class__ is not old.__class__
-            or (value.__class__ in _DEEP and _differs(old, value))
-        ):
-            changed.append(name)
-    return changed
-
-
-def to_record(
-    change: RowChange, timestamp: float, txn: str, user_column: str = "user_id"
-) -> ChangeRecord:
-    """The event of one row change (id assigned later by the store).
-
-    `row_id` and `user_id` come from the after image (the before image for DELETE):
-    `row_id` is the key value, a list in key order for a composite key, None without a
-    key; `user_id` is the `user_column` value, None when the table has no such column.
-    """
-    op = change.op
-    if op is Op.UPDATE:
-        before, row = change.before, change.after
-        if before is None or row is None:
-            raise ValueError("an UPDATE needs both images")
-        data: dict[str, Any] = {
-            "before": before,
-            "after": row,
-            "changed": changed_columns(before, row),
-        }
-    elif op is Op.CREATE:
-        row = change.after
-        if row is None:
-            raise ValueError("a CREATE needs the after image")
-        data = {"after": row}
-    else:
-        row = change.before
-        if row is None:
-            raise ValueError("a DELETE needs the before image")
-        data = {"before": row}
-    table = change.table
-    key = table.primary_key
-    if not key:
-        row_id = None
-    elif len(key) == 1:
-        row_id = row[key[0]]
-    else:
-        row_id = [row[name] for name in key]
-    return ChangeRecord(
-        op, table.schema, table.name, row_id, row.get(user_column), data, timestamp, txn
-    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import structlog
@@ -22,8 +22,8 @@ from cdc import metrics
 from cdc.wire import sse_frame
 
 if TYPE_CHECKING:
-    from cdc.history import Filters, History
     from cdc.models import StoredEvent
+    from cdc.store.reader import Filters, History
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +74,7 @@ class Hub:
     def clients(self) -> int:
         return len(self._subscriptions)
 
-    def publish(self, events: list[StoredEvent]) -> None:
+    def publish(self, events: Sequence[StoredEvent]) -> None:
         """Hand over events just committed, in id order, ids following on without gaps."""
         if not events:
             return

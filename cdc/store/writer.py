@@ -10,40 +10,27 @@ from __future__ import annotations
 import contextlib
 import datetime
 import time
-from dataclasses import dataclass
-from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pymysql
+from pymysql.constants import ER
 from pymysql.converters import escape_string
 
-from cdc.errors import StartupError
+from cdc import mysql
+from cdc.errors import StartupError, server_code
 from cdc.models import ChangeRecord, Op, Position, StoredEvent
+from cdc.store import checkpoint
+from cdc.store.checkpoint import Checkpoint
+from cdc.store.schema import EVENT, columns, qualified
 
-EVENT_COLUMNS = "id, timestamp, user_id, type, schema_name, table_name, row_id, data, txn"
+if TYPE_CHECKING:
+    from cdc.settings import Dsn
+
 # Keep each INSERT well under the server's max_allowed_packet (16 MiB by default), and
 # the text waiting to be sent small.
 MAX_STATEMENT_BYTES = 2 * 1024 * 1024
-
-
-def ddl_statements() -> list[str]:
-    text = resources.files("cdc").joinpath("sql/event_table.sql").read_text()
-    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    return [s.strip() for s in body.split(";") if s.strip()]
-
-
-def init_schema(connection: dict[str, Any], database: str) -> None:
-    """Create the database and the event tables (idempotent)."""
-    conn = pymysql.connect(**connection)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-            cur.execute(f"USE `{database}`")
-            for statement in ddl_statements():
-                cur.execute(statement)
-    finally:
-        conn.close()
+_INSERT = f"INSERT INTO {qualified('{database}', EVENT)} ({columns(quoted=False)}) VALUES "
 
 
 def _text(value: Any) -> str | None:
@@ -74,22 +61,18 @@ def utc_text(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-@dataclass(slots=True)
-class Checkpoint:
-    position: Position
-    last_event_id: int
-    source_timestamp: float | None
-
-
 class Store:
     """One connection, one sink transaction at a time: `add` events, then `commit` a position."""
 
-    def __init__(self, connection: dict[str, Any], database: str, keep_in_memory: int = 10_000):
-        self.connection = connection
-        self.database = database
+    def __init__(self, dsn: Dsn, server: str | None = None, keep_in_memory: int = 10_000):
+        self.dsn = dsn
+        self.database = dsn.database
+        self.server = server  # identity of the captured server, stored with the checkpoint
         self.keep_in_memory = keep_in_memory
-        self.conn: pymysql.Connection[Any] | None = None
+        self.conn: mysql.Connection | None = None
         self.last_id = 0
+        self.committed: Position | None = None  # the stored checkpoint's position
+        self._insert = _INSERT.replace("{database}", dsn.database)
         self._pending_id = 0
         self._open = False
         self.published: list[StoredEvent] = []
@@ -107,9 +90,7 @@ class Store:
 
     def connect(self) -> None:
         self._disconnect()
-        self.conn = pymysql.connect(
-            **self.connection, database=self.database, autocommit=False, charset="utf8mb4"
-        )
+        self.conn = mysql.connect(self.dsn, database=True, autocommit=False)
         with self.conn.cursor() as cur:
             # UTC for DATETIME text we write; READ COMMITTED keeps the writer from holding
             # gap locks that would slow readers of the history.
@@ -141,36 +122,33 @@ class Store:
     # -- checkpoint -------------------------------------------------------------------
 
     def load_checkpoint(self) -> Checkpoint | None:
+        """The stored checkpoint (None before the first one); ids go on from it."""
         with self._cursor() as cur:
             try:
-                cur.execute(
-                    "SELECT log_file, log_pos, gtid, last_event_id, source_timestamp"
-                    " FROM cdc_checkpoint WHERE id = 1"
-                )
+                stored = checkpoint.read(cur, self.database)
             except pymysql.err.ProgrammingError as error:
-                if error.args[0] == 1146:
+                if server_code(error) == ER.NO_SUCH_TABLE:
                     raise StartupError(
                         f"the event tables do not exist in database `{self.database}`",
                         fix="run `cdc init --dsn ...` once",
                     ) from error
                 raise
-            row = cur.fetchone()
-            cur.execute("SELECT COALESCE(MAX(id), 0) FROM event")
+            cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {qualified(self.database, EVENT)}")
             max_id = int(cur.fetchone()[0])
         assert self.conn is not None
         self.conn.commit()
-        if row is None:
+        if stored is None:
             self.last_id = max_id
             return None
-        log_file, log_pos, gtid, last_event_id, source_ts = row
-        if max_id > int(last_event_id):
+        if max_id > stored.last_event_id:
             raise StartupError(
-                f"the event table holds ids up to {max_id}, past the checkpoint's {last_event_id}",
+                f"the event table holds ids up to {max_id}, past the checkpoint's "
+                f"{stored.last_event_id}",
                 fix="events were added by hand; remove them, since the daemon writes both together",
             )
-        self.last_id = int(last_event_id)
-        ts = source_ts.replace(tzinfo=datetime.UTC).timestamp() if source_ts else None
-        return Checkpoint(Position(log_file, int(log_pos), gtid), self.last_id, ts)
+        self.last_id = stored.last_event_id
+        self.committed = stored.position
+        return stored
 
     # -- writing ----------------------------------------------------------------------
 
@@ -260,7 +238,7 @@ class Store:
         """One multi-row INSERT for everything added since the last one: few round trips."""
         if self._parts:
             with self._cursor() as cur:
-                cur.execute(f"INSERT INTO event ({EVENT_COLUMNS}) VALUES " + ",".join(self._parts))
+                cur.execute(self._insert + ",".join(self._parts))
             self._parts.clear()
             self._size = 0
 
@@ -271,18 +249,11 @@ class Store:
         self._flush()
         source_ts = utc_text(source_timestamp) if source_timestamp else None
         with self._cursor() as cur:
-            cur.execute(
-                "INSERT INTO cdc_checkpoint (id, log_file, log_pos, gtid, last_event_id,"
-                " source_timestamp, updated_at) VALUES (1, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))"
-                " ON DUPLICATE KEY UPDATE log_file = VALUES(log_file), log_pos = VALUES(log_pos),"
-                " gtid = VALUES(gtid), last_event_id = VALUES(last_event_id),"
-                " source_timestamp = COALESCE(VALUES(source_timestamp), source_timestamp),"
-                " updated_at = VALUES(updated_at)",
-                (position.log_file, position.log_pos, position.gtid, self._pending_id, source_ts),
-            )
+            checkpoint.write(cur, self.database, position, self._pending_id, source_ts, self.server)
         assert self.conn is not None
         self.conn.commit()
         self.last_id = self._pending_id
+        self.committed = position
         self._open = False
         return time.perf_counter() - started
 

@@ -8,14 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdc.history import (
-    BadParameter,
-    Filters,
-    parse_events_query,
-    parse_stream_query,
-    parse_time,
-)
 from cdc.models import StoredEvent
+from cdc.serve.query import BadParameter, parse_events_query, parse_stream_query, parse_time
+from cdc.store.reader import Filters
 
 NOW = datetime(2026, 5, 12, 12, 0, 0)
 

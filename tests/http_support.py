@@ -1,6 +1,5 @@
 """Shared pieces of the HTTP tests: an event database, a running server, an SSE reader.
-
-No tests here. The server runs for real (aiohttp on a free port, History on MariaDB);
+ The server runs for real (aiohttp on a free port, History on MariaDB);
 events reach the hub as the daemon hands them over: committed to the table, then
 published.
 """
@@ -15,14 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import pytest
 
-from cdc import server
-from cdc.history import History
-from cdc.hub import Hub
-from cdc.models import StoredEvent
-from cdc.sandbox import MariaDB
-from cdc.store import init_schema
+from cdc._testing.mariadb import MariaDB
+from cdc.models import CaptureState, CaptureStatus, StoredEvent
+from cdc.serve import app as server
+from cdc.serve.hub import Hub
+from cdc.settings import Dsn, HttpSettings
+from cdc.store.reader import History
+from cdc.store.schema import init_schema
 
 _numbers = itertools.count(1)
 
@@ -36,13 +35,8 @@ class EventDb:
     conn: Any
     last: int = 0
 
-    def kwargs(self) -> dict[str, Any]:
-        return {
-            "host": "127.0.0.1",
-            "port": self.server.port,
-            "user": "root",
-            "database": self.name,
-        }
+    def dsn(self) -> Dsn:
+        return Dsn.parse(f"mysql://root@127.0.0.1:{self.server.port}/{self.name}")
 
     def insert(self, events: list[StoredEvent]) -> None:
         with self.conn.cursor() as cur:
@@ -90,10 +84,11 @@ def make_event(
     )
 
 
-@pytest.fixture
-def event_db(mariadb: MariaDB) -> Iterator[EventDb]:
+@contextlib.contextmanager
+def new_event_db(mariadb: MariaDB) -> Iterator[EventDb]:
+    """A fresh event database (removed afterwards); the `event_db` fixture."""
     name = f"srv_{next(_numbers)}"
-    init_schema({"host": "127.0.0.1", "port": mariadb.port, "user": "root"}, name)
+    init_schema(Dsn.parse(f"mysql://root@127.0.0.1:{mariadb.port}/{name}"))
     conn = mariadb.connect(name)
     try:
         yield EventDb(mariadb, name, conn)
@@ -111,7 +106,7 @@ class Running:
     hub: Hub
     history: History
     db: EventDb
-    state: dict[str, Any] = field(default_factory=dict)
+    status: CaptureStatus = field(default_factory=CaptureStatus)
 
     @property
     def url(self) -> str:
@@ -130,18 +125,19 @@ async def running(db: EventDb, **settings: Any) -> AsyncIterator[Running]:
         cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM `{db.name}`.event")
         last = int(cur.fetchone()[0])
     hub = Hub(last_id=last)
-    history = History(db.kwargs())
-    state: dict[str, Any] = {
-        "state": "capturing",
-        "position": "binlog.000003:1234",
-        "gtid": None,
-        "lag_seconds": 0.5,
-        "last_event_id": last,
-    }
-    options: dict[str, Any] = {"port": 0, **settings}
-    http = await server.start(server.HttpSettings(**options), hub, history, lambda: state)
+    history = History(db.dsn())
+    status = CaptureStatus(
+        state=CaptureState.CAPTURING,
+        position="binlog.000003:1234",
+        lag_seconds=0.5,
+        last_event_id=last,
+    )
+    options: dict[str, Any] = {"listen": "127.0.0.1:0", **settings}
+    running_ = Running(None, hub, history, db, status)  # type: ignore[arg-type]
+    http = await server.start(HttpSettings(**options), hub, history, lambda: running_.status)
+    running_.http = http
     try:
-        yield Running(http, hub, history, db, state)
+        yield running_
     finally:
         await http.stop()
         await history.close()
@@ -221,8 +217,8 @@ __all__ = [
     "Running",
     "Sse",
     "all_ids",
-    "event_db",
     "make_event",
+    "new_event_db",
     "running",
     "stream",
 ]

@@ -1,0 +1,1 @@
+"""Private infrastructure: the throwaway MariaDB of the demo, the tests and the benchmarks."""

@@ -1,0 +1,325 @@
+"""The adapter to mysql-replication: the stream as we open it, and the hooks we add.
+
+- The stream's connections get their options from `cdc.mysql`; the library's own silent
+  reconnect (which resumes from the wrong place) is turned into `ConnectionLost`.
+- `parsed_table_maps()` installs, for as long as a stream is open, a hook that answers
+  a repeated TableMap event from the first parse of the same bytes. It is installed by
+  the source when it opens a stream and removed when the last one closes: nothing is
+  patched on import.
+- `FastRows` reads a rows event's images with the compiled decoder, where the library
+  stopped; `library_changes` is the library's own decoding, rendered by our rules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pymysql
+import structlog
+from pymysql.constants import CR
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.event import (
+    GtidEvent,
+    HeartbeatLogEvent,
+    MariadbGtidEvent,
+    QueryEvent,
+    RotateEvent,
+    XidEvent,
+)
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    TableMapEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
+from pymysqlreplication.table import Table as LibraryTable
+
+from cdc import mysql
+from cdc.capture.binlog.rows import compiled
+from cdc.capture.binlog.rows.render import render_row
+from cdc.errors import ConnectionLost, DecodeError
+from cdc.models import Op, Position, Row, RowChange, Table
+
+if TYPE_CHECKING:
+    from cdc.settings import Binary, CaptureSettings, Dsn
+
+log = structlog.get_logger("cdc.reader")
+
+EVENTS = (
+    WriteRowsEvent,
+    UpdateRowsEvent,
+    DeleteRowsEvent,
+    XidEvent,
+    QueryEvent,
+    RotateEvent,
+    GtidEvent,
+    MariadbGtidEvent,
+    HeartbeatLogEvent,
+)
+"""The events the source reads (TableMap events are always parsed by the library)."""
+
+ROWS_EVENTS = {WriteRowsEvent: Op.CREATE, UpdateRowsEvent: Op.UPDATE, DeleteRowsEvent: Op.DELETE}
+
+
+class _NoSilentReconnect(pymysql.connections.Connection):
+    """A replica connection whose read errors are not the library's 2006/2013.
+
+    `BinLogStreamReader.fetchone` swallows those two codes and reconnects from a place
+    inside the current transaction (rows lost, or repeated with GTIDs); turning them
+    into `ConnectionLost` hands the decision back to us.
+    """
+
+    def _read_packet(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super()._read_packet(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except pymysql.err.OperationalError as error:
+            if error.args and error.args[0] in (CR.CR_SERVER_GONE_ERROR, CR.CR_SERVER_LOST):
+                raise ConnectionLost(str(error)) from error
+            raise
+
+
+def open_stream(
+    dsn: Dsn,
+    settings: CaptureSettings,
+    start: Position,
+    is_mariadb: bool,
+    ignored_schemas: list[str] | None,
+    blocking: bool = True,
+) -> BinLogStreamReader:
+    """A replica stream from `start`: by GTID where the position has one (it survives a
+    failover to a replica and binlog renames), by binlog file and offset otherwise.
+    Building it does not connect."""
+    gtid = start.gtid if settings.gtid_resume else None
+    stream = BinLogStreamReader(
+        connection_settings=mysql.options(dsn, read_timeout=settings.read_timeout),
+        ctl_connection_settings=mysql.options(dsn),
+        server_id=settings.server_id,
+        resume_stream=True,
+        blocking=blocking,
+        log_file=None if gtid else start.log_file,
+        log_pos=None if gtid else start.log_pos,
+        auto_position=gtid,
+        is_mariadb=bool(gtid) and is_mariadb,
+        only_events=list(EVENTS),
+        ignored_schemas=ignored_schemas,
+        slave_heartbeat=settings.binlog_heartbeat,
+        pymysql_wrapper=_NoSilentReconnect,
+        enable_logging=False,
+    )
+    return stream
+
+
+# -- reuse of parsed TableMap events --------------------------------------------------
+
+# How many distinct TableMap events (table id + metadata bytes) one stream keeps parsed.
+_PARSED_TABLE_MAPS = 1024
+# Attributes of a parsed TableMapEvent that belong to the event, not to its bytes.
+_PER_EVENT = frozenset({"packet", "table_map", "_ctl_connection", "timestamp"})
+
+
+class TableMaps(dict[int, Any]):
+    """The stream's `table_map`, plus the parsed TableMap events by their bytes.
+
+    The library parses every TableMap event in full (column metadata, names, charsets);
+    the same table id with the same bytes always parses to the same table, so a repeat
+    reuses the first parse (and the same table object, which keeps our per-table cache).
+    """
+
+    def __init__(self, tables: dict[int, Any], parsed: dict[bytes, dict[str, Any]]) -> None:
+        super().__init__(tables)
+        self.parsed = parsed
+
+
+def ensure_table_maps(stream: BinLogStreamReader, parsed: dict[bytes, dict[str, Any]]) -> None:
+    """Wrap the stream's `table_map` (again, after a rotate) around the parses kept in
+    `parsed`: the same bytes parse to the same table whatever the file."""
+    if stream.table_map.__class__ is not TableMaps:
+        stream.table_map = TableMaps(stream.table_map, parsed)
+
+
+class _ParsedTable(LibraryTable):  # type: ignore[misc]
+    """A parsed table shared by the TableMaps of the same bytes: its `data` dict (built
+    anew by the library for every rows event, to read the primary key) is built once."""
+
+    @functools.cached_property
+    def data(self) -> dict[str, Any]:
+        return dict(LibraryTable.data.fget(self))
+
+
+_LIBRARY_INIT = TableMapEvent.__init__  # restored when the last stream closes
+_library_table_map_init = _LIBRARY_INIT  # what the hook calls for a first parse
+
+
+def _table_map_init(
+    self: Any, from_packet: Any, event_size: int, table_map: Any, ctl_connection: Any, **kwargs: Any
+) -> None:
+    """TableMapEvent.__init__, answered from `TableMaps.parsed` when the bytes repeat.
+
+    Streams whose `table_map` is not a `TableMaps` (the library decoder, other readers)
+    get the library's own parse, untouched.
+    """
+    args = (self, from_packet, event_size, table_map, ctl_connection)
+    if table_map.__class__ is not TableMaps or kwargs.get("verify_checksum"):
+        _library_table_map_init(*args, **kwargs)
+        return
+    raw = from_packet.packet
+    start = raw._position
+    key = raw._data[start : start + event_size]  # the body: table id, names, metadata
+    parsed = table_map.parsed.get(key)
+    if parsed is None:
+        _library_table_map_init(*args, **kwargs)
+        if self._processed and self.table_obj.__class__ is LibraryTable:
+            self.table_obj = _ParsedTable(**self.table_obj.__dict__)
+            table_map[self.table_id] = self.table_obj
+        if len(table_map.parsed) >= _PARSED_TABLE_MAPS:
+            table_map.parsed.clear()
+        table_map.parsed[key] = {k: v for k, v in self.__dict__.items() if k not in _PER_EVENT}
+        return
+    self.__dict__.update(parsed)
+    self.packet = from_packet
+    self.table_map = table_map
+    self._ctl_connection = ctl_connection
+    self.timestamp = from_packet.timestamp
+    if self._processed:
+        table_map[self.table_id] = self.table_obj
+
+
+_hook_lock = threading.Lock()
+_hook_users = 0
+
+
+@contextlib.contextmanager
+def parsed_table_maps() -> Iterator[None]:
+    """While inside, TableMap events of streams with a `TableMaps` reuse earlier parses.
+
+    Counted: the hook stays while any stream of this process is open, and the
+    library's own `__init__` is back when the last one closes.
+    """
+    global _hook_users
+    with _hook_lock:
+        _hook_users += 1
+        if _hook_users == 1:
+            TableMapEvent.__init__ = _table_map_init
+    try:
+        yield
+    finally:
+        with _hook_lock:
+            _hook_users -= 1
+            if _hook_users == 0:
+                TableMapEvent.__init__ = _LIBRARY_INIT
+
+
+def hook_installed() -> bool:
+    return TableMapEvent.__init__ is _table_map_init
+
+
+# -- row images --------------------------------------------------------------------------
+
+_reported: set[tuple[str, str, str]] = set()
+
+
+def log_fallback(table: Table, reason: str) -> None:
+    """One log line per table and reason: its rows go through the library's decoder."""
+    key = (table.schema, table.name, reason)
+    if key not in _reported:
+        if len(_reported) > 10_000:
+            _reported.clear()
+        _reported.add(key)
+        log.warning("fast_decoder_fallback", schema=table.schema, table=table.name, reason=reason)
+
+
+class FastRows:
+    """A table's rows events as row changes, through its compiled decoder.
+
+    The decoder reads the row images straight from the event's buffer, where the
+    library stopped (after the columns-present bitmaps; the library pushes bytes back
+    into its own buffer only while it decodes rows itself, which it has not done for
+    this event). An event it was not compiled for (a row image without every column)
+    or a decoding fault sends this table to the library's decoder for good, with one
+    log line: a value is never guessed.
+    """
+
+    def __init__(self, decoder: compiled.RowDecoder, binary: Binary) -> None:
+        self.decoder = decoder
+        self.table = decoder.table
+        self.binary = binary
+        count = len(self.table.columns)
+        # The columns-present bitmap of a full row image: every column's bit set.
+        self.present = ((1 << count) - 1).to_bytes((count + 7) // 8, "little")
+        self.usable = True
+
+    def __call__(self, op: Op, event: Any) -> Iterator[RowChange]:
+        table = self.table
+        images = self._decode(op, event) if self.usable else None
+        if images is None:
+            yield from library_changes(table, op, event, self.binary)
+        elif op is Op.CREATE:
+            for after in images:
+                yield RowChange(op, table, None, after)
+        elif op is Op.DELETE:
+            for before in images:
+                yield RowChange(op, table, before, None)
+        else:
+            for before, after in zip(images[0::2], images[1::2], strict=True):
+                yield RowChange(op, table, before, after)
+
+    def _decode(self, op: Op, event: Any) -> list[Row] | None:
+        packet = event.packet
+        raw = packet.packet
+        if event.columns_present_bitmap != self.present or (
+            op is Op.UPDATE and event.columns_present_bitmap2 != self.present
+        ):
+            self._give_up("a row image without every column (binlog_row_image is not FULL)")
+            return None
+        start = raw._position
+        # event_size excludes the header and the checksum; read_bytes counts the body read.
+        end = start + event.event_size - packet.read_bytes
+        try:
+            images = self.decoder.decode(raw._data, start, end)
+        except Exception as error:  # a decoder fault: the library decodes this table from now on
+            self._give_up(f"the compiled decoder failed: {type(error).__name__}: {error}")
+            return None
+        raw._position = end
+        packet.read_bytes = event.event_size
+        return images
+
+    def _give_up(self, reason: str) -> None:
+        self.usable = False
+        log_fallback(self.table, reason)
+
+
+def fast_rows(table: Table, binary: Binary) -> FastRows | None:
+    """The compiled decoder of this table version, or None (with one log line) for the library."""
+    try:
+        decoder = compiled.decoder_for(table, binary)
+    except compiled.Unsupported as reason:
+        log_fallback(table, str(reason))
+        return None
+    return FastRows(decoder, binary)
+
+
+def library_changes(table: Table, op: Op, event: Any, binary: Binary) -> Iterator[RowChange]:
+    """The library's rows of one event, rendered by our rules."""
+    try:
+        for row in event.rows:
+            if op is Op.UPDATE:
+                before = render_row(table, row["before_values"], row["before_none_sources"], binary)
+                after = render_row(table, row["after_values"], row["after_none_sources"], binary)
+                yield RowChange(op, table, before, after)
+            else:
+                values = render_row(table, row["values"], row["none_sources"], binary)
+                if op is Op.CREATE:
+                    yield RowChange(op, table, None, values)
+                else:
+                    yield RowChange(op, table, values, None)
+    except DecodeError:
+        raise
+    except Exception as error:
+        raise DecodeError(
+            f"cannot decode a row of {table.qualified} before {event.packet.log_pos}: {error}",
+            fix="report this binlog position; capture stopped without skipping it",
+        ) from error

@@ -1,0 +1,1 @@
+"""Programs that read a cdc stream as a client: `cdc tail`."""

@@ -1,0 +1,126 @@
+"""Every connection to the server is made here, with one set of options (charset,
+timeouts, the database), and the server facts read through one: version, binlog status
+and end, identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import pymysql
+from pymysql.constants import ER
+
+from cdc.errors import StartupError, server_code
+from cdc.models import Position
+
+if TYPE_CHECKING:
+    from cdc.settings import Dsn
+
+Connection: TypeAlias = "pymysql.connections.Connection[Any]"
+
+CONNECT_TIMEOUT = 10
+
+
+def options(dsn: Dsn, *, database: bool = False, **overrides: Any) -> dict[str, Any]:
+    """pymysql.connect keyword arguments for `dsn` (with its database when asked).
+
+    The binlog stream takes these too, so every connection of the daemon is alike.
+    """
+    kwargs: dict[str, Any] = {
+        "host": dsn.host,
+        "port": dsn.port,
+        "user": dsn.user,
+        "password": dsn.password,
+        "charset": "utf8mb4",
+        "connect_timeout": CONNECT_TIMEOUT,
+    }
+    if database:
+        kwargs["database"] = dsn.database
+    kwargs.update(overrides)
+    return kwargs
+
+
+def connect(dsn: Dsn, *, database: bool = False, **overrides: Any) -> Connection:
+    """A new connection; pymysql's errors come through for the caller to classify."""
+    return pymysql.connect(**options(dsn, database=database, **overrides))
+
+
+def connect_for_command(dsn: Dsn, **overrides: Any) -> Connection:
+    """A connection for a command (`init`, `check`, `status`, start-up): a failure is a
+    `StartupError` naming the fix."""
+    try:
+        return connect(dsn, autocommit=True, **overrides)
+    except pymysql.err.OperationalError as error:
+        message = error.args[1] if len(error.args) > 1 else str(error)
+        raise StartupError(
+            f"cannot connect to {dsn.host}:{dsn.port}: {message}",
+            fix="check the DSN's host, port, user and password"
+            if server_code(error) == ER.ACCESS_DENIED_ERROR
+            else "check that the server runs and the host and port are right",
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    version: str
+    is_mariadb: bool
+
+
+def server_info(conn: Connection) -> ServerInfo:
+    version: str = conn.get_server_info()  # type: ignore[no-untyped-call]
+    return ServerInfo(version, "mariadb" in version.lower())
+
+
+def server_identity(conn: Connection) -> str:
+    """Which server this is, for the checkpoint: MySQL's `server_uuid`; MariaDB (which has
+    none) its server id and GTID domain."""
+    with conn.cursor() as cur:
+        if server_info(conn).is_mariadb:
+            cur.execute("SELECT @@server_id, @@gtid_domain_id")
+            server_id, domain = cur.fetchone()
+            return f"mariadb:{server_id}:{domain}"
+        cur.execute("SELECT @@server_uuid")
+        return str(cur.fetchone()[0])
+
+
+def binlog_status(cur: Any) -> tuple[Any, ...] | None:
+    """The server's binlog end (file, position, ..., executed GTID set on MySQL).
+
+    MySQL 8.4 removed SHOW MASTER STATUS for SHOW BINARY LOG STATUS (8.2+); MariaDB
+    knows only the old name (and SHOW BINLOG STATUS).
+    """
+    try:
+        cur.execute("SHOW BINARY LOG STATUS")
+    except pymysql.err.ProgrammingError as error:
+        if server_code(error) != ER.PARSE_ERROR:  # a syntax error: an older server
+            raise
+        cur.execute("SHOW MASTER STATUS")
+    row: tuple[Any, ...] | None = cur.fetchone()
+    return row
+
+
+def binlog_end(conn: Connection) -> Position:
+    """The server's binlog end: where capture starts when there is no checkpoint.
+
+    On MariaDB the GTID state is the one of that very file and offset
+    (`BINLOG_GTID_POS`), so a transaction committed between the two reads can neither
+    be skipped nor read twice.
+    """
+    with conn.cursor() as cur:
+        row = binlog_status(cur)
+        if row is None:
+            raise StartupError("the binary log is off", fix="enable log_bin (see `cdc check`)")
+        gtid = None
+        if server_info(conn).is_mariadb:
+            cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (row[0], int(row[1])))
+            gtid = cur.fetchone()[0] or None
+        elif len(row) > 4 and row[4]:
+            gtid = str(row[4]).replace("\n", "")
+    return Position(row[0], int(row[1]), gtid)
+
+
+def binary_logs(cur: Any) -> list[tuple[str, int]]:
+    """The server's binlog files and their sizes, oldest first."""
+    cur.execute("SHOW BINARY LOGS")
+    return [(row[0], int(row[1])) for row in cur.fetchall()]

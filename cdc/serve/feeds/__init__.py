@@ -1,0 +1,1 @@
+"""Feeds: how a serving process learns of committed events (`cdc.protocols.Feed`)."""

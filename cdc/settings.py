@@ -1,0 +1,235 @@
+"""Settings: one frozen tree built from flags, CDC_* environment variables and a TOML file.
+
+Each part of the program takes its own branch (`CaptureSettings`, `HttpSettings`); every
+default is written once, here. A field with an `option(...)` is also a flag of `cdc run`,
+a `CDC_*` variable and a TOML key of the same name: the CLI is built from these fields.
+Precedence is flag > environment > file > default. Nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import enum
+import tomllib
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from cdc.errors import ConfigError
+
+
+class Binary(enum.StrEnum):
+    """How binary column values are written."""
+
+    HEX = "hex"
+    BASE64 = "base64"
+
+
+class Decoder(enum.StrEnum):
+    """Which row decoder reads the row images."""
+
+    FAST = "fast"  # compiled per table version
+    LIBRARY = "library"  # mysql-replication's own
+
+
+class LogLevel(enum.StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Dsn:
+    """`mysql://user:pass@host:port/db`; `db` holds the event table."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    database: str
+
+    @classmethod
+    def parse(cls, url: str) -> Dsn:
+        if not url:
+            raise ConfigError(
+                "no server given", fix="pass --dsn mysql://user:pass@host:3306/cdc or set CDC_DSN"
+            )
+        parts = urlsplit(url)
+        if parts.scheme not in ("mysql", "mariadb"):
+            raise ConfigError(
+                f"the DSN must start with mysql:// (got {parts.scheme or 'no scheme'}://)",
+                fix="write it as mysql://user:pass@host:3306/cdc",
+            )
+        database = parts.path.lstrip("/")
+        if not database or "/" in database:
+            raise ConfigError(
+                "the DSN names no database for the event table",
+                fix="end it with the database, e.g. mysql://user:pass@host:3306/cdc",
+            )
+        try:
+            port = parts.port or 3306
+        except ValueError as error:
+            raise ConfigError(f"bad port in the DSN: {error}", fix="use host:3306") from None
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=port,
+            user=unquote(parts.username or "root"),
+            password=unquote(parts.password or ""),
+            database=database,
+        )
+
+    def __str__(self) -> str:
+        return f"mysql://{self.user}:***@{self.host}:{self.port}/{self.database}"
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """A settings field that is also a command-line flag, a CDC_* variable and a TOML key.
+
+    `name` overrides the field's name there (`--http` for `HttpSettings.listen`);
+    `minimum`/`maximum` bound a number. Repeatable when the field is a tuple.
+    """
+
+    help: str
+    name: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+def option(default: Any, help: str, **details: Any) -> Any:
+    """A field default that is also an option of `cdc run` (see `Option`)."""
+    return field(default=default, metadata={"option": Option(help=help, **details)})
+
+
+def option_name(f: Any) -> str:
+    spec: Option = f.metadata["option"]
+    return spec.name or f.name
+
+
+def options_of(cls: type) -> list[Any]:
+    """The fields of a settings class that are options, in declaration order."""
+    return [f for f in fields(cls) if "option" in f.metadata]
+
+
+def default_of(f: Any) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    return f.default_factory()
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureSettings:
+    """What the capture loop and the binlog source need."""
+
+    server_id: int = option(
+        4263,
+        "Replica server id of the binlog connection; unique among the server's replicas.",
+        minimum=1,
+        maximum=2**32 - 1,
+    )
+    include: tuple[str, ...] = option(
+        (),
+        "Capture only schema.table matching this glob (repeatable; env CDC_INCLUDE, "
+        "space-separated). Default: every table outside the system schemas.",
+    )
+    exclude: tuple[str, ...] = option(
+        (), "Do not capture schema.table matching this glob (repeatable; env CDC_EXCLUDE)."
+    )
+    user_column: str = option("user_id", "A row's column whose value is the event's user_id.")
+    binary: Binary = option(Binary.HEX, "How binary column values are written.")
+    decoder: Decoder = option(
+        Decoder.FAST,
+        "Row decoder: the compiled one, or mysql-replication's own (slower; for comparison).",
+    )
+    from_now: bool = option(
+        False,
+        "Start at the server's current binlog position, ignoring a stored checkpoint "
+        "(after a purged position; changes made in between are not captured).",
+    )
+    # Tuning, not options: tests and benchmarks set them.
+    batch_events: int = 5000  # most events in one sink transaction
+    batch_seconds: float = 0.2  # longest a sink transaction stays open
+    linger_seconds: float = 0.005  # wait for the next source transaction in a burst
+    idle_checkpoint_seconds: float = 30.0  # store the position of uncaptured work this often
+    queue_items: int = 64  # items between the reader thread and the writer
+    binlog_heartbeat: float = 1.0  # the replica heartbeat: the binlog read returns this often
+    read_timeout: float = 30.0  # a binlog read silent this long is a lost connection
+    gtid_resume: bool = True  # False: always resume by binlog file and offset
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """How the HTTP side listens and treats its clients."""
+
+    listen: str = option("127.0.0.1:8080", "Address of the HTTP API and live page.", name="http")
+    max_clients: int = option(
+        2000, "Most stream clients at once; more get 503 with Retry-After.", minimum=1
+    )
+    heartbeat: float = option(
+        15.0,
+        "Seconds between comment frames on an idle stream (keeps proxies from closing it).",
+        minimum=1,
+    )
+    stream_buffer: int = option(
+        10_000,
+        "Events a stalled stream client may fall behind before it is disconnected "
+        "(it resumes with Last-Event-ID).",
+        minimum=100,
+    )
+    health_max_lag: float = option(
+        60.0,
+        "/health answers 503 when capture is further behind than this many seconds.",
+        minimum=0,
+    )
+    retry_ms: int = 2000  # the SSE `retry:` hint: how soon a browser reconnects
+    retry_after: int = 5  # the Retry-After of a 503 for too many clients (seconds)
+    shutdown_timeout: float = 5.0  # longest wait for requests in flight at stop
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return parse_host_port(self.listen)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What `cdc run` needs; passed down, never read from the environment again."""
+
+    dsn: Dsn
+    capture: CaptureSettings = CaptureSettings()
+    http: HttpSettings | None = HttpSettings()  # None: capture only (--no-http)
+
+
+# Options of `cdc run` that are not fields of a part: the DSN, --no-http, and the
+# command group's --log-level.
+RUN_OPTIONS = ("dsn", "no_http")
+GROUP_OPTIONS = ("log_level",)
+PARTS: tuple[type, ...] = (CaptureSettings, HttpSettings)
+
+
+def toml_keys() -> frozenset[str]:
+    """Every key the TOML file may hold: the options' names."""
+    names = {option_name(f) for part in PARTS for f in options_of(part)}
+    return frozenset(names | set(RUN_OPTIONS) | set(GROUP_OPTIONS))
+
+
+def load_toml(path: str | None) -> dict[str, Any]:
+    """The file's keys, with `-` and `_` both accepted, as click's default_map."""
+    if not path:
+        return {}
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found", fix="check the --config path") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(
+            f"config file {path} is not valid TOML: {error}", fix="correct it"
+        ) from None
+    return {key.replace("-", "_"): value for key, value in data.items()}
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--http {text!r} is not host:port", fix="e.g. --http 127.0.0.1:8080")
+    return host.strip("[]") or "127.0.0.1", int(port)
