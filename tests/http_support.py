@@ -152,6 +152,17 @@ class Sse:
         self.retry: int | None = None
         self.comments = 0
 
+    async def attached(self) -> None:
+        """Reads up to the `retry:` hint, which the server sends once the stream is
+        positioned: every event committed from now on reaches this client."""
+        while self.retry is None:
+            raw = await self.response.content.readline()
+            if not raw:
+                raise AssertionError("the stream ended before its retry: hint")
+            line = raw.decode().rstrip("\n")
+            if line.startswith("retry:"):
+                self.retry = int(line.partition(":")[2])
+
     async def frame(self) -> dict[str, str] | None:
         """The next frame with an id or data (None at the end of the stream)."""
         fields: dict[str, str] = {}
@@ -203,6 +214,7 @@ async def stream(
         assert response.status == 200, await response.text()
         assert response.headers["Content-Type"] == "text/event-stream"
         sse = Sse(response)
+        await sse.attached()
         yield sse
 
 

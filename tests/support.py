@@ -117,20 +117,15 @@ def wait_for_events(
 
 
 def wait_ready(conn: pymysql.Connection[Any], proc: Daemon, db: str = "cdc") -> None:
-    """Waits until the daemon has stored its first checkpoint (it captures from then on)."""
-    deadline = time.monotonic() + 60
-    while True:
-        with conn.cursor() as cur:
-            try:
-                cur.execute(f"SELECT COUNT(*) FROM `{db}`.cdc_checkpoint")
-                if cur.fetchone()[0]:
-                    return
-            except pymysql.err.ProgrammingError:
-                pass
+    """Waits until this daemon process says `capture_start`: its start position is stored
+    (a `--from-now` baseline included), so every change committed from now on is captured.
+    (A checkpoint row alone says nothing after a restart: an earlier run wrote it.)"""
+    deadline = time.monotonic() + 120
+    while '"capture_start"' not in proc.log():
         if proc.poll() is not None:
             raise AssertionError(f"daemon exited {proc.returncode}:\n{proc.log()[-3000:]}")
         if time.monotonic() > deadline:
-            raise AssertionError("daemon did not start capturing in 60 s")
+            raise AssertionError(f"daemon did not start capturing in 120 s:\n{proc.log()[-3000:]}")
         time.sleep(0.1)
 
 

@@ -203,6 +203,7 @@ class _Handlers:
                 transport.abort()
 
         try:
+            await sub.attach()
             await response.prepare(request)
             await response.write(b"retry: %d\n\n" % self.settings.retry_ms)
             await sub.run(response.write, abort)

@@ -253,6 +253,8 @@ class Subscription:
     ) -> None:
         self.hub = hub
         self.filters = filters
+        if after is None and hub.head is not None:
+            after = hub.head  # live from the newest event committed (see `attach`)
         self.cursor = after  # every event up to here was sent, or does not pass the filters
         self.sent = after  # the id of the last event sent
         self.history = history
@@ -263,6 +265,16 @@ class Subscription:
         self.writes_at_sweep = -1
         self.dropped: str | None = None
         self._abort: Callable[[], None] | None = None
+
+    async def attach(self) -> None:
+        """Take the position of a client that starts live (no id): the newest event
+        committed. Once attached, every later commit reaches it; the app attaches before
+        it sends the first bytes, so a client that has read them misses nothing."""
+        if self.hub.head is None:
+            # The daemon has not said where the table ends: ask the table.
+            self.hub._learn(await self.history.last_id())
+        if self.cursor is None:
+            self.cursor = self.sent = self.hub.head
 
     def drop(self, reason: str) -> None:
         """Cut the client off; it comes back with `Last-Event-ID`."""
@@ -289,14 +301,8 @@ class Subscription:
         hub = self.hub
         filters = None if self.filters.selects_all else self.filters
         try:
-            head = hub.head
-            if head is None:
-                # The daemon has not said where the table ends: ask the table.
-                head = await self.history.last_id()
-                hub._learn(head)
-            if self.cursor is None:
-                # Live from now on: from the newest event committed.
-                self.cursor = self.sent = head
+            await self.attach()
+            assert self.cursor is not None
             last_write = loop.time()
             while not (hub.closed or self.dropped):
                 taken = hub._take(self.cursor, filters)

@@ -63,8 +63,7 @@ def test_purged_position_stops_with_the_fix(app: tuple[MariaDB, str, Any]) -> No
     # The operator's way out: start again from now, knowingly.
     proc = start_daemon(server, "--from-now", db=f"{db}_cdc")
     try:
-        wait_ready(conn, proc, f"{db}_cdc")
-        time.sleep(1)
+        wait_ready(conn, proc, f"{db}_cdc")  # its new baseline is stored
         with conn.cursor() as cur:
             cur.execute(f"INSERT INTO `{db}`.t VALUES (2, 2)")
         wait_for_events(conn, 1, proc=proc, db=f"{db}_cdc")

@@ -28,6 +28,8 @@ ARGS = [
     "--disable-sync",
 ]
 pytestmark = pytest.mark.timeout(180)
+# Playwright waits 5 s by default; a loaded machine can take longer to draw 6,000 rows.
+expect.set_options(timeout=60_000)
 
 
 @pytest_asyncio.fixture
@@ -37,7 +39,9 @@ async def browser() -> AsyncIterator[Browser]:
             f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/install.sh --test does it)"
         )
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=ARGS, timeout=60_000
+        )
         try:
             yield browser
         finally:

@@ -33,7 +33,7 @@ async def test_rows_written_with_sql_appear_on_the_stream(e2e: Setup) -> None:
     ):
         assert response.status == 200
         sse = Sse(response)
-        await asyncio.sleep(0.2)  # attached: it starts live
+        await sse.attached()  # from here on it sees every commit
         await asyncio.to_thread(
             e2e.sql,
             f"INSERT INTO `{app}`.patient VALUES (1, 'Ann', 7), (2, 'Bob', 8)",
@@ -70,9 +70,9 @@ async def test_tail_follows_across_a_killed_and_restarted_daemon(e2e: Setup) -> 
     out = io.StringIO()
     proc = start(e2e)
     await healthy(e2e, proc)
-    follower = asyncio.create_task(tail(e2e.url, {}, None, out, pretty=False))
+    # From the start of the (empty) event table: nothing depends on when it attaches.
+    follower = asyncio.create_task(tail(e2e.url, {}, 0, out, pretty=False))
     try:
-        await asyncio.sleep(0.5)  # attached: it starts live
         done = threading.Event()
         thread = writer(e2e, rows, done)
         await asyncio.sleep(1.0)

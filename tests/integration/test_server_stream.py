@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import random
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,12 +22,12 @@ from tests.http_support import EventDb, Running, Sse, running, stream
 pytestmark = pytest.mark.timeout(120)
 
 
-async def until(condition: Callable[[], bool], what: str = "", tries: int = 3000) -> None:
-    for _ in range(tries):
-        if condition():
-            return
+async def until(condition: Callable[[], bool], what: str = "", timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
         await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def subscribed(app: Running, count: int) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import json
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -21,12 +22,13 @@ class Output(io.StringIO):
     def ids(self) -> list[int]:
         return [json.loads(line)["id"] for line in self.getvalue().splitlines()]
 
-    async def wait_for(self, count: int) -> None:
-        for _ in range(3000):
-            if len(self.getvalue().splitlines()) >= count:
-                return
+    async def wait_for(self, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.getvalue().splitlines()) < count:
+            if time.monotonic() > deadline:
+                printed = self.getvalue().count(chr(10))
+                raise AssertionError(f"printed {printed} of {count} lines in {timeout} s")
             await asyncio.sleep(0.01)
-        raise AssertionError(f"printed {self.getvalue().count(chr(10))} of {count} lines")
 
 
 @contextlib.asynccontextmanager
@@ -52,9 +54,9 @@ async def test_prints_one_json_event_per_line_and_filters(event_db: EventDb) -> 
             app.commit(2, table="visit", type="CREATE")
             app.commit(2, table="visit", type="DELETE")
             app.commit(1, table="patient", type="DELETE")
-            await out.wait_for(2)
-            await asyncio.sleep(0.2)
-        assert out.ids() == [6, 7]
+            app.commit(1, table="visit", type="UPDATE")  # the last: all the others went by
+            await out.wait_for(3)
+        assert out.ids() == [6, 7, 9]
 
 
 async def test_resumes_across_a_restart_without_gap_or_duplicate(event_db: EventDb) -> None:
