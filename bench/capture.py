@@ -127,19 +127,22 @@ def part_bare(port: int, log_file: str, log_pos: int, end_pos: int) -> dict[str,
 def part_cdc(port: int, log_file: str, log_pos: int, decoder: str) -> dict[str, float]:
     import pymysql
 
-    from cdc import store
-    from cdc.daemon import Capture
+    from cdc.capture.binlog.source import BinlogSource
+    from cdc.capture.loop import Capture
     from cdc.models import Position
-    from cdc.settings import Dsn, Settings
+    from cdc.settings import CaptureSettings, Decoder, Dsn
+    from cdc.store.schema import init_schema
+    from cdc.store.writer import Store
 
     db = f"cdc_{decoder}"
-    url = f"mysql://root@127.0.0.1:{port}/{db}"
-    settings = Settings(dsn=Dsn.parse(url), include=("bench.*",), decoder=decoder, http=None)
-    store.init_schema(settings.dsn.connect_kwargs(), db)
-    st = store.Store(settings.dsn.connect_kwargs(), db)
+    dsn = Dsn.parse(f"mysql://root@127.0.0.1:{port}/{db}")
+    settings = CaptureSettings(include=("bench.*",), decoder=Decoder(decoder))
+    init_schema(dsn)
+    st = Store(dsn)
     st.commit(Position(log_file, log_pos), None)
     st.close()
-    capture = Capture(settings, True, lambda events, last_id: None, blocking=False)
+    source = BinlogSource(dsn, settings, is_mariadb=True, blocking=False)
+    capture = Capture(settings, source, Store(dsn), lambda events, last_id: None)
     started = time.perf_counter()
     capture.run()
     seconds = time.perf_counter() - started
@@ -287,10 +290,11 @@ def run_part(kind: str, port: int, start: tuple[str, int], end_pos: int) -> dict
             str(start[1]),
             str(end_pos),
         ],
-        check=True,
         capture_output=True,
         text=True,
     )
+    if out.returncode != 0:
+        raise SystemExit(f"part {kind} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
