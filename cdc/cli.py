@@ -20,6 +20,7 @@ from cdc import logs
 from cdc.errors import CdcError, ConfigError
 from cdc.settings import (
     PARTS,
+    SECTIONS,
     CaptureSettings,
     Dsn,
     HttpSettings,
@@ -39,17 +40,30 @@ COMMANDS = ("init", "check", "run", "status", "demo", "tail")
 def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) -> str | None:
     """Values of the TOML file become defaults, so flags and CDC_* variables win over them."""
     try:
-        data = load_toml(path)
+        config = load_toml(path)
     except ConfigError as error:
         raise click.BadParameter(str(error)) from None
+    data = config.options
     known = toml_keys()
     unknown = sorted(set(data) - known)
     if unknown:
+        sections = ", ".join(f"[{name}]" for name in sorted(SECTIONS))
         raise click.BadParameter(
             f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            + (f"; sections: {sections}" if sections else "")
         )
     ctx.default_map = {**data, **{name: data for name in COMMANDS}}
+    ctx.meta[SECTIONS_KEY] = config.sections
     return path
+
+
+SECTIONS_KEY = "cdc.sections"
+
+
+def file_sections() -> dict[str, Any]:
+    """The TOML file's sections (`[auth]`, ...), for the command being run."""
+    sections: dict[str, Any] = click.get_current_context().meta.get(SECTIONS_KEY, {})
+    return sections
 
 
 def _click_type(annotation: Any, spec: Option) -> tuple[Any, dict[str, Any]]:

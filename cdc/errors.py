@@ -75,7 +75,8 @@ _DENIED = frozenset(
 )
 _PRIVILEGE_FIX = (
     "GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO the capture user, "
-    "and SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX on the event database (see `cdc check`)"
+    "and SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX on the event database "
+    "(see `cdc check`)"
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -13,6 +14,13 @@ class Op(enum.StrEnum):
     CREATE = "CREATE"
     UPDATE = "UPDATE"
     DELETE = "DELETE"
+
+
+CASCADE = "CASCADE"
+"""The type of an event for rows a foreign key's cascade changed (see capture/cascades.py)."""
+
+EVENT_TYPE = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
+"""Every event type: CREATE, UPDATE, DELETE, CASCADE, or an application's own (LOGIN)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import tomllib
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -207,16 +208,41 @@ GROUP_OPTIONS = ("log_level",)
 PARTS: tuple[type, ...] = (CaptureSettings, HttpSettings)
 
 
+SectionParser = Callable[[Any], Any]
+SECTIONS: dict[str, SectionParser] = {}
+"""TOML tables (`[auth]`, `[[redact]]`, ...) that are not options: each is parsed by its
+own function into its part of the settings tree, and refused with a `ConfigError`
+naming the key when it is wrong. Parts register here."""
+
+
+def section(name: str) -> Callable[[SectionParser], SectionParser]:
+    """Register the parser of the TOML table (or array of tables) `name`."""
+
+    def register(parse: SectionParser) -> SectionParser:
+        SECTIONS[name] = parse
+        return parse
+
+    return register
+
+
 def toml_keys() -> frozenset[str]:
-    """Every key the TOML file may hold: the options' names."""
+    """Every key the TOML file may hold outside its sections: the options' names."""
     names = {option_name(f) for part in PARTS for f in options_of(part)}
     return frozenset(names | set(RUN_OPTIONS) | set(GROUP_OPTIONS))
 
 
-def load_toml(path: str | None) -> dict[str, Any]:
-    """The file's keys, with `-` and `_` both accepted, as click's default_map."""
+@dataclass(frozen=True, slots=True)
+class TomlFile:
+    """A configuration file: `options` are defaults for flags, `sections` the tables."""
+
+    options: dict[str, Any]
+    sections: dict[str, Any]
+
+
+def load_toml(path: str | None) -> TomlFile:
+    """The file's option keys (with `-` and `_` both accepted) and its sections."""
     if not path:
-        return {}
+        return TomlFile({}, {})
     try:
         data = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -225,7 +251,14 @@ def load_toml(path: str | None) -> dict[str, Any]:
         raise ConfigError(
             f"config file {path} is not valid TOML: {error}", fix="correct it"
         ) from None
-    return {key.replace("-", "_"): value for key, value in data.items()}
+    data = {key.replace("-", "_"): value for key, value in data.items()}
+    sections = {key: data.pop(key) for key in list(data) if key in SECTIONS}
+    return TomlFile(data, sections)
+
+
+def parse_sections(sections: dict[str, Any]) -> dict[str, Any]:
+    """Each section's settings, by section name (absent sections are not parsed)."""
+    return {name: SECTIONS[name](value) for name, value in sections.items()}
 
 
 def parse_host_port(text: str) -> tuple[str, int]:

@@ -6,10 +6,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import pymysql
+
 from cdc import mysql
-from cdc.errors import StartupError
+from cdc.errors import StartupError, classify
 from cdc.mysql import ServerInfo
-from cdc.store.schema import OWN_TABLES, init_schema
+from cdc.store.schema import OWN_TABLES, init_schema, pending_migrations
 
 if TYPE_CHECKING:
     from cdc.settings import Dsn
@@ -66,16 +68,33 @@ def run_checks(dsn: Dsn) -> tuple[ServerInfo, list[Check]]:
                 (dsn.database, *OWN_TABLES),
             )
             tables = {row[0] for row in cur.fetchall()}
+            pending = pending_migrations(cur, dsn.database) if tables == set(OWN_TABLES) else []
     finally:
         conn.close()
-    return info, _evaluate(info, variables, grants, tables, dsn.database)
+    checks = _evaluate(info, variables, grants, tables, dsn.database)
+    if pending:
+        names = ", ".join(m.name for m in pending)
+        checks.append(
+            Check("event table layout", True, f"older layout ({names}): `cdc run` updates it")
+        )
+    return info, checks
 
 
 def ensure_capturable(dsn: Dsn) -> ServerInfo:
     """Creates the event tables if missing, then refuses a server that cannot be captured."""
     info, results = run_checks(dsn)
-    if any(c.name == "event tables" and not c.ok for c in results):
-        init_schema(dsn)
+    if any(
+        (c.name == "event tables" and not c.ok) or c.name == "event table layout" for c in results
+    ):
+        try:
+            init_schema(dsn)
+        except pymysql.err.OperationalError as error:
+            verdict = classify(error)
+            raise StartupError(
+                f"cannot create or update the event tables in `{dsn.database}`: {error.args[-1]}",
+                fix=f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX ON "
+                f"`{dsn.database}`.* TO the capture user, or run `cdc init` as a user who may",
+            ) from (verdict.error or error)
         info, results = run_checks(dsn)
     failed = [c for c in results if not c.ok]
     if failed:
@@ -166,7 +185,8 @@ def _evaluate(
             f"privilege to write `{database}`",
             writes,
             "granted" if writes else "missing INSERT/UPDATE",
-            f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX ON `{database}`.* TO 'cdc'@'%'",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX ON `{database}`.* "
+            "TO 'cdc'@'%'",
         )
     )
     missing = set(OWN_TABLES) - tables

@@ -15,11 +15,11 @@ from typing import Any
 import orjson
 
 from cdc.errors import CdcError
+from cdc.models import EVENT_TYPE
 from cdc.store.reader import Filters
 
 MAX_LIMIT = 10_000
 DEFAULT_WINDOW = timedelta(hours=24)
-TYPES = ("CREATE", "UPDATE", "DELETE")
 
 # Parameters each endpoint takes; anything else is refused with 400.
 EVENTS_PARAMETERS = frozenset(
@@ -122,8 +122,12 @@ def _tables(values: list[str]) -> tuple[tuple[str | None, str], ...]:
 def _types(values: list[str]) -> tuple[str, ...]:
     types = []
     for item in _split(values):
-        if item.upper() not in TYPES:
-            raise BadParameter("type", f"{item!r} is not one of CREATE, UPDATE, DELETE")
+        if not EVENT_TYPE.fullmatch(item.upper()):
+            raise BadParameter(
+                "type",
+                f"{item[:40]!r} is not an event type (CREATE, UPDATE, DELETE, CASCADE, or a "
+                "name of letters, digits and _ up to 32 characters)",
+            )
         types.append(item.upper())
     return tuple(dict.fromkeys(types))
 

@@ -1,13 +1,13 @@
 -- cdc: the event table and the capture checkpoint. Idempotent: safe to apply again.
 -- Applied by `cdc init` to the database named in the DSN.
 
--- One row per captured row change, in commit order. `id` is assigned by the daemon:
+-- One row per captured change, in commit order. `id` is assigned by the daemon:
 -- strictly increasing and without gaps, written in the same transaction as the checkpoint.
 CREATE TABLE IF NOT EXISTS `event` (
   `id`          BIGINT UNSIGNED NOT NULL,
   `timestamp`   DATETIME(6)     NOT NULL COMMENT 'commit time of the change, UTC',
   `user_id`     VARCHAR(255)    NULL     COMMENT 'value of the --user-column of the row, as text',
-  `type`        ENUM('CREATE','UPDATE','DELETE') NOT NULL,
+  `type`        VARCHAR(32)     NOT NULL COMMENT 'CREATE, UPDATE, DELETE, CASCADE, or an application event type',
   `schema_name` VARCHAR(64)     NOT NULL,
   `table_name`  VARCHAR(64)     NOT NULL,
   `row_id`      VARCHAR(1024)   NULL     COMMENT 'primary key: the value, a JSON array for a composite key, NULL without a key',

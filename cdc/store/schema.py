@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from cdc import mysql
 
 if TYPE_CHECKING:
     from cdc.settings import Dsn
+
+log = structlog.get_logger("cdc.store")
 
 EVENT = "event"
 CHECKPOINT = "cdc_checkpoint"
@@ -46,8 +52,54 @@ def ddl_statements() -> list[str]:
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
-def init_schema(dsn: Dsn) -> None:
-    """Create the DSN's database and the event tables in it (idempotent)."""
+def column_type(cur: Any, database: str, table: str, column: str) -> str | None:
+    """A column's full type as information_schema shows it (`enum('a','b')`), or None."""
+    cur.execute(
+        "SELECT COLUMN_TYPE FROM information_schema.COLUMNS"
+        " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND COLUMN_NAME = %s",
+        (database, table, column),
+    )
+    row = cur.fetchone()
+    return str(row[0]).lower() if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One change to an installation made by an older version: `needed` looks (read
+    only), `statements` change it. Each keeps every row and every id."""
+
+    name: str
+    needed: Callable[[Any, str], bool]  # (cursor, database)
+    statements: Callable[[str], list[str]]  # (database)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "event_type_any_name",
+        lambda cur, db: (column_type(cur, db, EVENT, "type") or "").startswith("enum("),
+        lambda db: [f"ALTER TABLE {qualified(db, EVENT)} MODIFY `type` VARCHAR(32) NOT NULL"],
+    ),
+)
+
+
+def pending_migrations(cur: Any, database: str) -> list[Migration]:
+    return [m for m in MIGRATIONS if m.needed(cur, database)]
+
+
+def migrate(cur: Any, database: str) -> list[str]:
+    """Apply the migrations an existing installation needs, in order; their names."""
+    applied = []
+    for migration in pending_migrations(cur, database):
+        log.info("schema_migration", name=migration.name, database=database)
+        for statement in migration.statements(database):
+            cur.execute(statement)
+        applied.append(migration.name)
+    return applied
+
+
+def init_schema(dsn: Dsn) -> list[str]:
+    """Create the DSN's database and the event tables in it, or bring an older
+    installation up to date (idempotent); the names of the migrations applied."""
     conn = mysql.connect_for_command(dsn)
     try:
         with conn.cursor() as cur:
@@ -55,5 +107,6 @@ def init_schema(dsn: Dsn) -> None:
             cur.execute(f"USE `{dsn.database}`")
             for statement in ddl_statements():
                 cur.execute(statement)
+            return migrate(cur, dsn.database)
     finally:
         conn.close()

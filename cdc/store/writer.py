@@ -191,7 +191,7 @@ class Store:
             shape_key = (record.schema, record.table, record.type)
             shape = shapes.get(shape_key)
             if shape is None:
-                kind = record.type.value
+                kind = str(record.type)
                 shape = shapes[shape_key] = (
                     f"'{kind}','{escape_string(record.schema)}','{escape_string(record.table)}',",
                     (record.schema, record.table, kind),
