@@ -72,6 +72,7 @@ class Store:
         self.conn: mysql.Connection | None = None
         self.last_id = 0
         self.committed: Position | None = None  # the stored checkpoint's position
+        self._facts: str | None = None  # the column facts the checkpoint holds
         self._insert = _INSERT.replace("{database}", dsn.database)
         self._pending_id = 0
         self._open = False
@@ -148,6 +149,7 @@ class Store:
             )
         self.last_id = stored.last_event_id
         self.committed = stored.position
+        self._facts = stored.position.column_facts
         return stored
 
     # -- writing ----------------------------------------------------------------------
@@ -254,6 +256,8 @@ class Store:
         self.conn.commit()
         self.last_id = self._pending_id
         self.committed = position
+        if position.column_facts is not None:
+            self._facts = position.column_facts
         self._open = False
         return time.perf_counter() - started
 

@@ -135,3 +135,27 @@ def test_revoked_privilege_stops_with_the_grant(app: tuple[MariaDB, str, Any]) -
             stop_daemon(proc)
     assert code == 1
     assert "lacks a privilege" in log and "GRANT REPLICATION SLAVE" in log
+
+
+def test_compressed_events_stop_capture_instead_of_vanishing(app: tuple[MariaDB, str, Any]) -> None:
+    """A setting turned on under a running daemon writes events the binlog library would
+    drop in silence: capture stops at the first, naming the setting."""
+    server, db, conn = app
+    with conn.cursor() as cur:
+        cur.execute(f"ALTER TABLE `{db}`.t ADD COLUMN big TEXT")
+    proc = start_daemon(server, db=f"{db}_cdc")
+    try:
+        wait_ready(conn, proc, f"{db}_cdc")
+        with conn.cursor() as cur:
+            cur.execute(f"INSERT INTO `{db}`.t VALUES (1, 1, 'small')")
+            cur.execute("SET GLOBAL log_bin_compress = ON")
+            cur.execute(f"INSERT INTO `{db}`.t VALUES (2, 2, REPEAT('x', 5000))")
+        code, log = wait_exit(proc)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("SET GLOBAL log_bin_compress = OFF")
+        if proc.poll() is None:
+            stop_daemon(proc)
+    assert code == 1
+    assert "log_bin_compress = OFF" in log
+    assert [e["row_id"] for e in events(conn, f"{db}_cdc")] == ["1"]

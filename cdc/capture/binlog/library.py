@@ -15,23 +15,26 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pymysql
 import structlog
 from pymysql.constants import CR
 from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.column import Column as LibraryColumn
 from pymysqlreplication.event import (
     GtidEvent,
     HeartbeatLogEvent,
     MariadbGtidEvent,
+    NotImplementedEvent,
     QueryEvent,
     RotateEvent,
     XidEvent,
 )
 from pymysqlreplication.row_event import (
     DeleteRowsEvent,
+    PartialUpdateRowsEvent,
     TableMapEvent,
     UpdateRowsEvent,
     WriteRowsEvent,
@@ -40,9 +43,11 @@ from pymysqlreplication.table import Table as LibraryTable
 
 from cdc import mysql
 from cdc.capture.binlog.rows import compiled
+from cdc.capture.binlog.rows.charsets import NOTICED
 from cdc.capture.binlog.rows.render import render_row
 from cdc.errors import ConnectionLost, DecodeError
 from cdc.models import Op, Position, Row, RowChange, Table
+from cdc.values import UnparsedJson
 
 if TYPE_CHECKING:
     from cdc.settings import Binary, CaptureSettings, Dsn
@@ -50,6 +55,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("cdc.reader")
 
 EVENTS = (
+    TableMapEvent,  # to read its raw ENUM/SET labels, and to adapt its table (below)
     WriteRowsEvent,
     UpdateRowsEvent,
     DeleteRowsEvent,
@@ -59,6 +65,8 @@ EVENTS = (
     GtidEvent,
     MariadbGtidEvent,
     HeartbeatLogEvent,
+    NotImplementedEvent,  # MySQL's Anonymous_GTID events (their commit time), and refusals
+    PartialUpdateRowsEvent,  # refused: see UNDECODABLE
 )
 """The events the source reads (TableMap events are always parsed by the library)."""
 
@@ -105,12 +113,72 @@ def open_stream(
         auto_position=gtid,
         is_mariadb=bool(gtid) and is_mariadb,
         only_events=list(EVENTS),
+        filter_non_implemented_events=False,  # see UNDECODABLE
         ignored_schemas=ignored_schemas,
         slave_heartbeat=settings.binlog_heartbeat,
         pymysql_wrapper=_NoSilentReconnect,
         enable_logging=False,
     )
     return stream
+
+
+# MySQL's Anonymous_GTID event (gtid_mode OFF): a GTID event without a GTID, which the
+# library leaves unparsed; it carries the transaction's commit time all the same.
+ANONYMOUS_GTID_LOG_EVENT = 34
+_HEADER = 20  # the OK byte and the 19-byte event header before an event's body
+_COMMIT_TIMES_AT = 42  # flags, sid, gno, lt_type, last_committed, sequence_number
+
+
+# Events whose changes the library cannot decode (it would drop them silently): each
+# stops capture with the setting that causes it.
+UNDECODABLE = {
+    39: "a partial JSON update (binlog_row_value_options = PARTIAL_JSON); "
+    "set binlog_row_value_options = '' (globally and in the session that set it)",
+    40: "a compressed transaction payload (binlog_transaction_compression = ON); "
+    "set binlog_transaction_compression = OFF",
+    42: "a tagged GTID (MySQL 8.3+ gtid_next with a tag), which the binlog library cannot read; "
+    "do not use tagged GTIDs on a captured server",
+    **dict.fromkeys(
+        range(165, 172),
+        "a compressed event (log_bin_compress = ON); set log_bin_compress = OFF",
+    ),
+}
+
+
+def undecodable(event: Any) -> str | None:
+    """Why this event cannot be captured, or None for an event the source handles."""
+    if type(event) is PartialUpdateRowsEvent:
+        return UNDECODABLE[39]
+    if type(event) is NotImplementedEvent:
+        return UNDECODABLE.get(event.packet.event_type)
+    return None
+
+
+def is_anonymous_gtid(event: Any) -> bool:
+    return type(event) is NotImplementedEvent and event.packet.event_type == (
+        ANONYMOUS_GTID_LOG_EVENT
+    )
+
+
+def mysql_commit_time(event: Any) -> float | None:
+    """The commit time of a MySQL (Anonymous_)GTID event's transaction, in seconds, from
+    its `original_commit_timestamp` (MySQL 8.0.1+; microseconds); None before 8.0.1."""
+    raw = event.packet.packet._data
+    return commit_time_of_gtid_body(raw[_HEADER : _HEADER + event.event_size])
+
+
+def commit_time_of_gtid_body(body: bytes) -> float | None:
+    """The original commit time in a GTID event body: after the logical timestamps come
+    `immediate_commit_timestamp` (7 bytes, little-endian, microseconds) and, when its top
+    bit is set, `original_commit_timestamp` (7 bytes); otherwise the two are the same."""
+    at = _COMMIT_TIMES_AT
+    if len(body) < at + 7:
+        return None
+    immediate = int.from_bytes(body[at : at + 7], "little")
+    original = immediate & ~(1 << 55)
+    if immediate & (1 << 55) and len(body) >= at + 14:
+        original = int.from_bytes(body[at + 7 : at + 14], "little")
+    return original / 1_000_000 if original else None
 
 
 # -- reuse of parsed TableMap events --------------------------------------------------
@@ -217,9 +285,92 @@ def hook_installed() -> bool:
     return TableMapEvent.__init__ is _table_map_init
 
 
+# -- the library's own row decoding, made lossless --------------------------------------
+
+TEXT_TYPES = frozenset({15, 253, 254, 249, 250, 251, 252})  # VARCHAR, *STRING, *BLOB
+ENUM_TYPE, SET_TYPE = 247, 248
+INT24_TYPE, LONG_TYPE, LONGLONG_TYPE, BIT_TYPE = 9, 3, 8, 16
+# Fixed-width temporal types, read as their raw little-endian integer (and whether it is
+# signed) or, for the big-endian *2 forms, as bits: (type to read as, signed, base size).
+RAW_TEMPORALS = {
+    10: (INT24_TYPE, False, 0),  # DATE
+    11: (INT24_TYPE, True, 0),  # the pre-5.6 TIME
+    12: (LONGLONG_TYPE, False, 0),  # the pre-5.6 DATETIME
+    7: (LONG_TYPE, False, 0),  # the pre-5.6 TIMESTAMP
+    17: (BIT_TYPE, False, 4),  # TIMESTAMP2
+    18: (BIT_TYPE, False, 5),  # DATETIME2
+    19: (BIT_TYPE, False, 3),  # TIME2
+}
+_adapted: dict[int, tuple[Any, Any]] = {}
+
+
+def table_map_body(event: Any) -> bytes:
+    """The raw body of a TableMap event (header and checksum excluded)."""
+    return bytes(event.packet.packet._data[_HEADER : _HEADER + event.event_size])
+
+
+def for_library_decoding(original: Any) -> Any:
+    """A copy of a library table whose rows the library decodes without loss: text
+    columns as their bytes (the character set `binary` makes it skip the decode, so our
+    text decoder reads them, as on the compiled path), ENUM and SET values as label
+    indexes (rendered with the labels decoded in their own character set), and dates and
+    times as their raw integer or bits (the library turns invalid and partial dates
+    into errors or None and reads some TIME values wrong; the compiled decoder's
+    conversions show them as the server does).
+
+    The original keeps its facts for `tables.table_from_library`; copies are kept per
+    original (the parsed TableMaps are shared, so there are few)."""
+    known = _adapted.get(id(original))
+    if known is not None and known[0] is original:
+        return known[1]
+    columns = []
+    for col in original.columns:
+        copy = LibraryColumn(**col.__dict__)
+        if col.type in TEXT_TYPES and col.character_set_name is not None:
+            copy.character_set_name = "binary"
+        elif col.type == ENUM_TYPE and col.enum_values:
+            copy.enum_values = list(range(len(col.enum_values)))
+        elif col.type == SET_TYPE and col.set_values:
+            copy.set_values = list(range(len(col.set_values)))
+        elif col.type in RAW_TEMPORALS:
+            copy.type, signed, base = RAW_TEMPORALS[col.type]
+            copy.unsigned = not signed
+            if base:
+                size = base + (getattr(col, "fsp", 0) + 1) // 2
+                copy.bits, copy.bytes = 8 * size, size
+        columns.append(copy)
+    fields = {k: v for k, v in original.__dict__.items() if k != "data"}
+    adapted = LibraryTable(**{**fields, "columns": columns})
+    if len(_adapted) >= 4096:
+        _adapted.clear()
+    _adapted[id(original)] = (original, adapted)
+    return adapted
+
+
 # -- row images --------------------------------------------------------------------------
 
 _reported: set[tuple[str, str, str]] = set()
+Notice = Callable[[Table, Iterable[tuple[str, type]]], None]
+"""Told of values kept in their lossless form (the table, and (column, class) pairs)."""
+
+
+def note_values(table: Table, found: Iterable[tuple[str, type]], where: str) -> None:
+    """One log line per table, column and kind of value kept in its lossless form:
+    never the value, the position of the first."""
+    for column, kind in found:
+        key = (table.qualified, column, kind.__name__)
+        if key in _reported:
+            continue
+        if len(_reported) > 10_000:
+            _reported.clear()
+        _reported.add(key)
+        spec = next((c for c in table.columns if c.name == column), None)
+        charset = spec and (spec.charset_name or spec.charset)
+        event = "json_column_not_json" if kind is UnparsedJson else "text_not_valid_in_charset"
+        log.warning(
+            event, schema=table.schema, table=table.name, column=column, charset=charset,
+            position=where,
+        )  # fmt: skip
 
 
 def log_fallback(table: Table, reason: str) -> None:
@@ -243,8 +394,9 @@ class FastRows:
     log line: a value is never guessed.
     """
 
-    def __init__(self, decoder: compiled.RowDecoder, binary: Binary) -> None:
+    def __init__(self, decoder: compiled.RowDecoder, binary: Binary, notice: Notice) -> None:
         self.decoder = decoder
+        self.notice = notice
         self.table = decoder.table
         self.binary = binary
         count = len(self.table.columns)
@@ -256,8 +408,12 @@ class FastRows:
         table = self.table
         images = self._decode(op, event) if self.usable else None
         if images is None:
-            yield from library_changes(table, op, event, self.binary)
-        elif op is Op.CREATE:
+            yield from library_changes(table, op, event, self.binary, self.notice)
+            return
+        if self.decoder.noticed:
+            self.notice(table, self.decoder.noticed)
+            self.decoder.noticed.clear()
+        if op is Op.CREATE:
             for after in images:
                 yield RowChange(op, table, None, after)
         elif op is Op.DELETE:
@@ -289,33 +445,51 @@ class FastRows:
 
     def _give_up(self, reason: str) -> None:
         self.usable = False
+        self.decoder.noticed.clear()  # of the failed attempt: the library decodes it again
         log_fallback(self.table, reason)
 
 
-def fast_rows(table: Table, binary: Binary) -> FastRows | None:
+def fast_rows(table: Table, binary: Binary, notice: Notice) -> FastRows | None:
     """The compiled decoder of this table version, or None (with one log line) for the library."""
     try:
         decoder = compiled.decoder_for(table, binary)
     except compiled.Unsupported as reason:
         log_fallback(table, str(reason))
         return None
-    return FastRows(decoder, binary)
+    return FastRows(decoder, binary, notice)
 
 
-def library_changes(table: Table, op: Op, event: Any, binary: Binary) -> Iterator[RowChange]:
-    """The library's rows of one event, rendered by our rules."""
+def _noticed(table: Table, *images: Row) -> list[tuple[str, type]]:
+    return [
+        (name, v.__class__)
+        for image in images
+        for name, v in image.items()
+        if v.__class__ in NOTICED
+    ]
+
+
+def library_changes(
+    table: Table, op: Op, event: Any, binary: Binary, notice: Notice
+) -> Iterator[RowChange]:
+    """The library's rows of one event (its table adapted by `for_library_decoding`),
+    rendered by our rules."""
     try:
         for row in event.rows:
             if op is Op.UPDATE:
                 before = render_row(table, row["before_values"], row["before_none_sources"], binary)
                 after = render_row(table, row["after_values"], row["after_none_sources"], binary)
-                yield RowChange(op, table, before, after)
+                change = RowChange(op, table, before, after)
+                found = _noticed(table, before, after)
             else:
-                values = render_row(table, row["values"], row["none_sources"], binary)
+                image = render_row(table, row["values"], row["none_sources"], binary)
                 if op is Op.CREATE:
-                    yield RowChange(op, table, None, values)
+                    change = RowChange(op, table, None, image)
                 else:
-                    yield RowChange(op, table, values, None)
+                    change = RowChange(op, table, image, None)
+                found = _noticed(table, image)
+            if found:
+                notice(table, found)
+            yield change
     except DecodeError:
         raise
     except Exception as error:
