@@ -18,6 +18,7 @@ import click
 
 from cdc import logs
 from cdc.errors import CdcError, ConfigError
+from cdc.models import EVENT_TYPE
 from cdc.settings import (
     PARTS,
     SECTIONS,
@@ -287,6 +288,18 @@ def demo(http: str, interval: float) -> None:
         _fail(error)
 
 
+def _event_types(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    types = tuple(v.upper() for v in values)
+    for value in types:
+        if not EVENT_TYPE.fullmatch(value):
+            raise click.BadParameter(
+                f"{value!r} is not an event type (letters, digits and _, up to 32 characters)"
+            )
+    return types
+
+
 @main.command(name="tail")
 @click.argument("url", envvar="CDC_URL")
 @click.option("--table", multiple=True, help="Only this table: schema.table or table (repeatable).")
@@ -294,8 +307,9 @@ def demo(http: str, interval: float) -> None:
     "--type",
     "types",
     multiple=True,
-    type=click.Choice(["CREATE", "UPDATE", "DELETE"], case_sensitive=False),
-    help="Only this change type (repeatable).",
+    callback=_event_types,
+    help="Only this event type: CREATE, UPDATE, DELETE, CASCADE or an application's own "
+    "(repeatable).",
 )
 @click.option("--row-id", help="Only the history of this row id (with --table).")
 @click.option("--user-id", help="Only changes by this user id.")
@@ -331,7 +345,7 @@ def tail_command(
     if table:
         filters["table"] = list(table)
     if types:
-        filters["type"] = [t.upper() for t in types]
+        filters["type"] = list(types)
     for name, value in (("row_id", row_id), ("user_id", user_id), ("since", since)):
         if value is not None:
             filters[name] = [value]

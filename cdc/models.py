@@ -109,7 +109,7 @@ class RowChange:
 class ChangeRecord:
     """One event as written to the event table and sent to clients (id assigned by the store)."""
 
-    type: Op
+    type: str  # an `Op`, `CASCADE`, or an application's event type
     schema: str
     table: str
     row_id: Any
@@ -118,6 +118,8 @@ class ChangeRecord:
     timestamp: float  # commit time, seconds since the epoch (UTC)
     txn: str
     id: int = 0
+    # For a CASCADE event: the row change that caused it (its id goes into data["cause"]).
+    cause: ChangeRecord | None = None
 
 
 @dataclass(slots=True)

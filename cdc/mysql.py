@@ -124,3 +124,23 @@ def binary_logs(cur: Any) -> list[tuple[str, int]]:
     """The server's binlog files and their sizes, oldest first."""
     cur.execute("SHOW BINARY LOGS")
     return [(row[0], int(row[1])) for row in cur.fetchall()]
+
+
+def foreign_keys(conn: Connection) -> list[tuple[Any, ...]]:
+    """Every foreign key outside the system schemas, one row per column in key order:
+    (schema, table, constraint, column, referenced schema, referenced table, referenced
+    column, DELETE rule, UPDATE rule)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME,"
+            " k.REFERENCED_TABLE_SCHEMA, k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME,"
+            " r.DELETE_RULE, r.UPDATE_RULE"
+            " FROM information_schema.KEY_COLUMN_USAGE k"
+            " JOIN information_schema.REFERENTIAL_CONSTRAINTS r"
+            " ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA"
+            " AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME AND r.TABLE_NAME = k.TABLE_NAME"
+            " WHERE k.REFERENCED_TABLE_NAME IS NOT NULL AND k.TABLE_SCHEMA NOT IN"
+            " ('mysql', 'sys', 'information_schema', 'performance_schema')"
+            " ORDER BY k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"
+        )
+        return list(cur.fetchall())

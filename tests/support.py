@@ -204,6 +204,10 @@ def replay(conn: pymysql.Connection[Any], tables: list[tuple[str, str]], db: str
                     continue
                 name = f"`{schema}`.`{table}__replay`"
                 kind, key, data = kinds[target], keys[target], json.loads(data_text)
+                if kind_of_event == "CASCADE":
+                    flush()
+                    apply_cascade(cur, target, data, kinds)
+                    continue
                 if kind_of_event == "CREATE":
                     row = data["after"]
                     parts = [_sql_value(kind[c], v) for c, v in row.items()]
@@ -243,6 +247,45 @@ def replay(conn: pymysql.Connection[Any], tables: list[tuple[str, str]], db: str
                     )
         flush()
     reader.close()
+
+
+def _predicate(
+    where: dict[str, Any], kinds: dict[tuple[str, str], dict[str, str]], table: tuple[str, str]
+) -> tuple[str, list[Any]]:
+    """A CASCADE event's `where` as SQL on the replay copies (`{"in": ...}` as a subquery)."""
+    parts, params = [], []
+    for column, value in where.items():
+        if isinstance(value, dict) and "in" in value:
+            ref = value["in"]
+            inner, inner_params = _predicate(ref["where"], kinds, (ref["schema"], ref["table"]))
+            parts.append(
+                f"`{column}` IN (SELECT `{ref['column']}` FROM"
+                f" `{ref['schema']}`.`{ref['table']}__replay` WHERE {inner})"
+            )
+            params += inner_params
+        else:
+            placeholder, param = _sql_value(kinds[table][column], value)
+            parts.append(f"`{column}` <=> {placeholder}")
+            params.append(param)
+    return " AND ".join(parts), params
+
+
+def apply_cascade(
+    cur: Any,
+    target: tuple[str, str],
+    data: dict[str, Any],
+    kinds: dict[tuple[str, str], dict[str, str]],
+) -> None:
+    """What a foreign key's cascade did, applied to the replay copy of `target`."""
+    schema, table = target
+    name = f"`{schema}`.`{table}__replay`"
+    where, params = _predicate(data["where"], kinds, (schema, table))
+    if data["action"] == "DELETE":
+        cur.execute(f"DELETE FROM {name} WHERE {where}", params)
+        return
+    sets = [_sql_value(kinds[schema, table][c], v) for c, v in data["set"].items()]
+    assignments = ", ".join(f"`{c}` = {p}" for c, (p, _) in zip(data["set"], sets, strict=True))
+    cur.execute(f"UPDATE {name} SET {assignments} WHERE {where}", [v for _, v in sets] + params)
 
 
 def _primary_key(conn: pymysql.Connection[Any], schema: str, table: str) -> list[str]:

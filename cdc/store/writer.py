@@ -19,7 +19,7 @@ from pymysql.converters import escape_string
 
 from cdc import mysql
 from cdc.errors import StartupError, server_code
-from cdc.models import ChangeRecord, Op, Position, StoredEvent
+from cdc.models import ChangeRecord, Position, StoredEvent
 from cdc.store import checkpoint
 from cdc.store.checkpoint import Checkpoint
 from cdc.store.schema import EVENT, columns, qualified
@@ -80,7 +80,7 @@ class Store:
         self.overflowed = False
         self.events_in_txn = 0
         # Per (schema, table, type): the escaped SQL middle of a row, and the metrics key.
-        self._shapes: dict[tuple[str, str, Op], tuple[str, tuple[str, str, str]]] = {}
+        self._shapes: dict[tuple[str, str, str], tuple[str, tuple[str, str, str]]] = {}
         # Events per (schema, table, type) in the open sink transaction, for the metrics.
         self.counts: dict[tuple[str, str, str], int] = {}
         # VALUES tuples not yet sent: sent when they reach MAX_STATEMENT_BYTES or at commit.
@@ -200,6 +200,9 @@ class Store:
                 )
             user_id = _text(record.user_id)
             row_id = _text(record.row_id)
+            if record.cause is not None:  # a CASCADE event names its cause by id
+                record.data["cause"] = record.cause.id
+                record.cause = None  # the cause's images need not stay in memory
             data = orjson.dumps(record.data).decode()
             # JSON text has no raw control characters: only \ and ' need escaping in SQL.
             part = (

@@ -11,6 +11,7 @@ import pytest
 
 from cdc._testing.mariadb import MariaDB
 from tests.support import (
+    assert_replay_matches,
     events,
     fresh_schema,
     start_daemon,
@@ -140,3 +141,65 @@ def test_column_facts_belong_to_each_rows_position(app: tuple[MariaDB, str, Any]
         ([2], raw),
     ]
     assert "column_facts_unknown" not in log
+
+
+CASCADING_SCHEMA = (
+    "CREATE TABLE {db}.patient (id INT PRIMARY KEY, name VARCHAR(20)) ENGINE=InnoDB",
+    "CREATE TABLE {db}.visit (id INT PRIMARY KEY, patient_id INT, note VARCHAR(20),"
+    " FOREIGN KEY (patient_id) REFERENCES {db}.patient (id) ON DELETE CASCADE ON UPDATE CASCADE)",
+    "CREATE TABLE {db}.visit_item (id INT PRIMARY KEY, visit_id INT NOT NULL, what VARCHAR(20),"
+    " FOREIGN KEY (visit_id) REFERENCES {db}.visit (id) ON DELETE CASCADE)",
+    "CREATE TABLE {db}.invoice (id INT PRIMARY KEY, patient_id INT, amount DECIMAL(8,2),"
+    " FOREIGN KEY (patient_id) REFERENCES {db}.patient (id) ON DELETE SET NULL ON UPDATE SET NULL)",
+    "CREATE TABLE {db}.employee (id INT PRIMARY KEY, manager_id INT,"
+    " FOREIGN KEY (manager_id) REFERENCES {db}.employee (id) ON DELETE CASCADE)",
+)
+
+
+def test_foreign_key_cascades_become_events_a_replay_applies(mariadb: MariaDB) -> None:
+    db = "f_cascades"
+    conn = fresh_schema(mariadb, db, *CASCADING_SCHEMA)
+    tables = [(db, t) for t in ("patient", "visit", "visit_item", "invoice", "employee")]
+    proc = start_daemon(mariadb, "--include", f"{db}.*", db=f"{db}_cdc")
+    try:
+        wait_ready(conn, proc, f"{db}_cdc")
+        run(
+            conn,
+            f"INSERT INTO `{db}`.patient VALUES (1, 'Ann'), (2, 'Bob'), (3, 'Cy')",
+            f"INSERT INTO `{db}`.visit VALUES (10, 1, 'a'), (11, 1, 'b'), (12, 2, 'c'), (13, 3, 'd')",
+            f"INSERT INTO `{db}`.visit_item VALUES (100, 10, 'x'), (101, 10, 'y'), (102, 11, 'z'),"
+            " (103, 12, 'w')",
+            f"INSERT INTO `{db}`.invoice VALUES (1000, 1, 5.00), (1001, 2, 7.50), (1002, NULL, 1)",
+            f"INSERT INTO `{db}`.employee VALUES (1, NULL), (2, 1), (3, 1)",
+            f"DELETE FROM `{db}`.patient WHERE id = 1",  # two levels deep, and SET NULL
+            f"UPDATE `{db}`.patient SET id = 20 WHERE id = 2",  # ON UPDATE CASCADE
+            f"UPDATE `{db}`.patient SET name = 'Cyd' WHERE id = 3",  # no key change: none
+            f"DELETE FROM `{db}`.employee WHERE id = 1",  # a table referring to itself
+        )
+        wait_for_events(conn, 23, proc=proc, db=f"{db}_cdc")
+    finally:
+        code, log = stop_daemon(proc)
+    assert code == 0, log
+    got = events(conn, f"{db}_cdc")
+    cascades = [(e["table_name"], e["data"]) for e in got if e["type"] == "CASCADE"]
+    delete = next(e["id"] for e in got if e["type"] == "DELETE" and e["table_name"] == "patient")
+    update = next(e["id"] for e in got if e["type"] == "UPDATE" and e["row_id"] == "20")
+    visits = {"in": {"schema": db, "table": "visit", "column": "id", "where": {"patient_id": 1}}}
+    assert cascades[:3] == [  # each right after its cause, a cascade's own cascades first
+        ("visit_item", {"action": "DELETE", "where": {"visit_id": visits}, "cause": delete}),
+        ("visit", {"action": "DELETE", "where": {"patient_id": 1}, "cause": delete}),
+        ("invoice", {"action": "SET NULL", "where": {"patient_id": 1}, "set": {"patient_id": None},
+                     "cause": delete}),
+    ]  # fmt: skip
+    assert cascades[3:5] == [
+        ("visit", {"action": "UPDATE", "where": {"patient_id": 2}, "set": {"patient_id": 20},
+                   "cause": update}),
+        ("invoice", {"action": "SET NULL", "where": {"patient_id": 2}, "set": {"patient_id": None},
+                     "cause": update}),
+    ]  # fmt: skip
+    assert [t for t, _ in cascades[5:]] == ["employee"]
+    assert all(e["row_id"] is None for e in got if e["type"] == "CASCADE")
+    assert [e["id"] for e in got] == list(range(1, len(got) + 1))
+    assert "cascade_cycle_not_followed" in log
+    assert_replay_matches(conn, tables, f"{db}_cdc")
+    conn.close()

@@ -35,6 +35,7 @@ from cdc.capture.binlog.filters import SYSTEM_SCHEMAS, TableFilter
 from cdc.capture.binlog.gtid import GtidState
 from cdc.capture.binlog.table_map import enum_and_set_labels
 from cdc.capture.binlog.tables import load_facts, read_facts, table_from_library
+from cdc.capture.cascades import Cascades, foreign_keys
 from cdc.capture.records import to_record
 from cdc.errors import CaptureError, ConnectionLost, classify
 from cdc.models import ChangeRecord, Changes, Commit, Heartbeat, Item, Op, Position, RowChange
@@ -113,6 +114,7 @@ class BinlogReader:
         # MariaDB's JSON/UUID/INET columns as of where the read is (None on MySQL).
         self.facts: ColumnFacts | None = None
         self._unmatched: set[tuple[str, str, tuple[str, ...]]] = set()
+        self.cascades = Cascades((), source.captured)  # foreign keys that cascade
         self._tables: dict[int, tuple[Any, Table, RowsDecoder]] = {}
         self._parsed: dict[bytes, dict[str, Any]] = {}  # TableMap parses, by their bytes
         # The last TableMap event of each captured table id, and the library's table of it.
@@ -120,6 +122,7 @@ class BinlogReader:
         self._where = ""  # the rows event being decoded, for log lines
 
     def __iter__(self) -> Iterator[Item]:
+        self._load_cascades()
         if self.source.is_mariadb:
             stored = self.start.column_facts
             # Without stored facts (the first start, at the server's current position, or
@@ -204,8 +207,13 @@ class BinlogReader:
         # time is its statement's start, up to the whole transaction earlier.
         timestamp = txn.commit_time if txn.commit_time is not None else float(event.timestamp)
         user_column = self.settings.user_column
+        cascades = self.cascades
         for change in self._decoder(stream, event)(op, event):
-            txn.records.append(to_record(change, timestamp, txn.id, user_column))
+            record = to_record(change, timestamp, txn.id, user_column)
+            txn.records.append(record)
+            if cascades and op is not Op.CREATE:
+                # InnoDB's cascades have no row events: said right after their cause.
+                txn.records += cascades.after(record)
             if len(txn.records) >= CHUNK:
                 yield Changes(txn.records)
                 txn.records = []
@@ -252,10 +260,22 @@ class BinlogReader:
         self.log_file, self.log_pos = stream.log_file, stream.log_pos
         yield Commit(self._position(), timestamp, txn.captured, txn.foreign)
 
+    def _load_cascades(self) -> None:
+        conn = mysql.connect(self.source.dsn)
+        try:
+            keys = foreign_keys(mysql.foreign_keys(conn))
+        finally:
+            conn.close()
+        self.cascades = Cascades(keys, self.source.captured)
+
     def _schema_changed(self, event: Any) -> None:
-        """A statement that may change tables: the column facts follow it."""
+        """A statement that may change tables: the column facts (and foreign keys) follow."""
         self._tables.clear()
-        if self.facts is None or not isinstance(event.query, str):
+        if not isinstance(event.query, str):
+            return
+        if _DDL.match(event.query.upper()):
+            self._load_cascades()
+        if self.facts is None:
             return
         unknown = self.facts.apply(interpret(event.query), _text(event.schema))
         if unknown:
