@@ -27,7 +27,7 @@ from pymysqlreplication.row_event import (
 from cdc import values
 from cdc._testing.mariadb import MariaDB
 from cdc.capture import records
-from cdc.capture.binlog import library
+from cdc.capture.binlog import images, library
 from cdc.capture.binlog.rows import render as mapper
 from cdc.capture.binlog.rows import types
 from cdc.capture.binlog.table_map import enum_and_set_labels
@@ -325,7 +325,7 @@ def read_binlog(
                 tables[event.table_id] = table_from_library(
                     original, logical.get(event.table), labels
                 )
-                stream.table_map[event.table_id] = library.for_library_decoding(original)
+                stream.table_map[event.table_id] = images.for_library_decoding(original)
                 continue
             table = tables[event.table_id]
             kind = type(event).__name__

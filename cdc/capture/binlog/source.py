@@ -28,7 +28,7 @@ from pymysqlreplication.event import (
 from pymysqlreplication.row_event import TableMapEvent
 
 from cdc import mysql
-from cdc.capture.binlog import library
+from cdc.capture.binlog import images, library
 from cdc.capture.binlog.ddl import interpret
 from cdc.capture.binlog.facts import ColumnFacts
 from cdc.capture.binlog.filters import SYSTEM_SCHEMAS, TableFilter
@@ -318,7 +318,7 @@ class BinlogReader:
             return
         original = event.get_table()
         self._maps[event.table_id] = (event, original)
-        stream.table_map[event.table_id] = library.for_library_decoding(original)
+        stream.table_map[event.table_id] = images.for_library_decoding(original)
 
     def _decoder(self, stream: BinLogStreamReader, event: Any) -> RowsDecoder:
         """How to read this event's rows: the compiled decoder of its table version, or
@@ -349,13 +349,13 @@ class BinlogReader:
         table = table_from_library(lib_table, self._logical_types(lib_table), labels, binary)
         notice = self._notice
         if self.settings.decoder != "library":
-            fast = library.fast_rows(table, binary, notice)
+            fast = images.fast_rows(table, binary, notice)
             if fast is not None:
                 return table, fast
-        return table, lambda op, ev: library.library_changes(table, op, ev, binary, notice)
+        return table, lambda op, ev: images.library_changes(table, op, ev, binary, notice)
 
     def _notice(self, table: Table, found: Any) -> None:
-        library.note_values(table, found, self._where)
+        images.note_values(table, found, self._where)
 
 
 def _text(value: str | bytes) -> str:
