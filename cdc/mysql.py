@@ -34,6 +34,9 @@ def options(dsn: Dsn, *, database: bool = False, **overrides: Any) -> dict[str, 
         "password": dsn.password,
         "charset": "utf8mb4",
         "connect_timeout": CONNECT_TIMEOUT,
+        # The client's own limit on a statement or row (pymysql's default is 16 MB): the
+        # server's max_allowed_packet is the one that applies.
+        "max_allowed_packet": 1 << 30,
     }
     if database:
         kwargs["database"] = dsn.database

@@ -250,8 +250,10 @@ class UnparsedJson(str):
     or nested deeper than `JSON_DEPTH`), kept as the text itself."""
 
 
-JSON_DEPTH = 200
-"""The deepest JSON re-encoded as JSON (orjson writes at most 254 levels)."""
+JSON_DEPTH = 29
+"""The deepest JSON value kept as JSON: MariaDB's json_valid (the check of a JSON column,
+the event table's `data` included) refuses 32 levels, and an event's `data` wraps a value
+in two (`after`, the column). Deeper values are kept as their JSON text."""
 
 
 def json_text(text: str | bytes) -> Any:
@@ -264,6 +266,14 @@ def json_text(text: str | bytes) -> Any:
     value = orjson.loads(text)
     if text.count("[") + text.count("{") > JSON_DEPTH and _depth(value) > JSON_DEPTH:  # type: ignore[arg-type]
         raise ValueError(f"JSON nested deeper than {JSON_DEPTH} levels")
+    return value
+
+
+def within_depth(value: Any) -> Any:
+    """A decoded JSON value, or its JSON text (`UnparsedJson`) when nested deeper than
+    `JSON_DEPTH`."""
+    if isinstance(value, dict | list) and _depth(value) > JSON_DEPTH:
+        return UnparsedJson(orjson.dumps(value).decode())
     return value
 
 

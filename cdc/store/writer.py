@@ -18,7 +18,7 @@ from pymysql.constants import ER
 from pymysql.converters import escape_string
 
 from cdc import mysql
-from cdc.errors import StartupError, server_code
+from cdc.errors import CaptureError, StartupError, server_code
 from cdc.models import ChangeRecord, Position, StoredEvent
 from cdc.store import checkpoint
 from cdc.store.checkpoint import Checkpoint
@@ -73,6 +73,7 @@ class Store:
         self.last_id = 0
         self.committed: Position | None = None  # the stored checkpoint's position
         self._facts: str | None = None  # the column facts the checkpoint holds
+        self._max_packet = 16 * 1024 * 1024  # the server's max_allowed_packet, read at connect
         self._insert = _INSERT.replace("{database}", dsn.database)
         self._pending_id = 0
         self._open = False
@@ -100,6 +101,8 @@ class Store:
             # the session uses it whatever the server's default sql_mode.
             cur.execute("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cur.execute("SELECT @@max_allowed_packet")
+            self._max_packet = int(cur.fetchone()[0])
         self.conn.commit()
 
     def close(self) -> None:
@@ -210,6 +213,12 @@ class Store:
                 f"'{data.replace(_BACKSLASH, _BACKSLASH2).replace(_QUOTE, _QUOTE2)}',"
                 f"'{txn}')"
             )
+            if len(part) * 4 > self._max_packet - 4096:  # one character is 1 to 4 bytes
+                self._too_big(record, part)
+                if size:  # a big event goes alone, not after a statement full of others
+                    self._parts, self._size = parts, size
+                    self._flush()
+                    parts, size = self._parts, 0
             parts.append(part)
             size += len(part)
             if keep:
@@ -238,6 +247,21 @@ class Store:
             # Too many to hand to live clients from memory: they catch up from the table.
             self.published = []
             self.overflowed = True
+
+    def _too_big(self, record: ChangeRecord, part: str) -> None:
+        """Refuse an event the server cannot take in one statement (nothing is lost: the
+        capture stops, and resumes at this change once the server takes it)."""
+        size = len(part.encode())
+        if size <= self._max_packet - 4096:
+            return
+        mb = -(-size // (1024 * 1024))
+        raise CaptureError(
+            f"an event of `{record.schema}`.`{record.table}` is {mb} MB, more than the event "
+            f"server's max_allowed_packet ({self._max_packet // (1024 * 1024)} MB)",
+            fix=f"SET GLOBAL max_allowed_packet = {max(64, 2 * mb)} * 1024 * 1024 (and in "
+            "my.cnf), or --binary base64 for big binary columns; then restart cdc: it resumes "
+            "at this change",
+        )
 
     def _flush(self) -> None:
         """One multi-row INSERT for everything added since the last one: few round trips."""

@@ -203,3 +203,37 @@ def test_foreign_key_cascades_become_events_a_replay_applies(mariadb: MariaDB) -
     assert "cascade_cycle_not_followed" in log
     assert_replay_matches(conn, tables, f"{db}_cdc")
     conn.close()
+
+
+def test_strange_data_is_captured_whole(app: tuple[MariaDB, str, Any]) -> None:
+    """Names with spaces, quotes, backticks and non-ASCII letters, a 16 MB blob, JSON
+    nested as deep as MariaDB allows, every byte of latin1: captured, and replayed."""
+    server, db, conn = app
+    table = 'we ird`tab "ü"'
+    quoted = "`" + table.replace("`", "``") + "`"
+    run(
+        conn,
+        f'CREATE TABLE `{db}`.{quoted} (`id col` INT PRIMARY KEY, `quo"te` LONGBLOB,'
+        " `back``tick` JSON, `naïve` VARCHAR(300) CHARACTER SET latin1) CHARACTER SET utf8mb4",
+    )
+    deep = "[" * 31 + "]" * 31  # as deep as MariaDB's json_valid allows
+    proc = start_daemon(server, db=f"{db}_cdc")
+    try:
+        wait_ready(conn, proc, f"{db}_cdc")
+        with conn.cursor() as cur:
+            cur.execute(
+                f"INSERT INTO `{db}`.{quoted} VALUES (1, %s, %s, UNHEX(%s))",
+                (bytes(range(256)) * 65536, deep, bytes(range(1, 256)).hex()),
+            )
+        wait_for_events(conn, 1, proc=proc, db=f"{db}_cdc")
+    finally:
+        code, log = stop_daemon(proc)
+    assert code == 0, log
+    (event,) = events(conn, f"{db}_cdc")
+    assert event["table_name"] == table
+    after = event["data"]["after"]
+    assert list(after) == ["id col", 'quo"te', "back`tick", "naïve"]
+    assert len(after['quo"te']) == 2 * 16 * 1024 * 1024
+    # Deeper than an event's data may hold in MariaDB (32 levels): kept as its JSON text.
+    assert after["back`tick"] == deep
+    assert_replay_matches(conn, [(db, table)], f"{db}_cdc")

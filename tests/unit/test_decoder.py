@@ -9,6 +9,7 @@ and compared value for value.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -631,6 +632,23 @@ def test_text_in_every_character_set(charset: str, raw: bytes, expected: Any) ->
     image = b"\0" + len(raw).to_bytes(2, "little") + raw
     assert fast.decode(image, 0, len(image)) == [{"c": expected}]
     fast.noticed.clear()
+
+
+def test_mysql_json_deeper_than_an_event_holds_is_kept_as_text() -> None:
+    from pymysqlreplication.json_binary import parse_json
+
+    shallow, deep = [[1]] * 2, [1]
+    for _ in range(40):
+        deep = [deep]
+    for value in (shallow, deep):
+        raw = jsonb(value)
+        assert parse_json(raw[0], raw[1:]) is not None  # what MySQL wrote
+        decoded = mysql_json(raw)
+        if value is shallow:
+            assert decoded == value
+        else:
+            assert decoded == json.dumps(value).replace(" ", "")
+            assert isinstance(decoded, rendering.UnparsedJson)
 
 
 def test_json_text_that_cannot_be_json_is_kept_as_text() -> None:

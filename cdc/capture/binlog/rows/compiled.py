@@ -304,7 +304,7 @@ class _Generator:
         return self._bytes(col, self._length_size(col), pad=0, binary=True)
 
     def _json(self, col: Column) -> _Variable:
-        parse = self.name("json", mysql_json)
+        parse = self.name("json", _noticing(mysql_json, col.name, self.noticed))
         read = _length_lines(self._length_size(col))
         return _Variable(lambda t: [*read, f"{t} = {parse}(data[b:pos])"])
 

@@ -30,6 +30,7 @@ from cdc.values import (
     format_decimal,
     format_float32,
     json_plain,
+    within_depth,
     zero_datetime,
 )
 
@@ -139,7 +140,7 @@ def _missing_metadata(value: Any) -> Any:
 
 def _mysql_json(value: Any) -> Any:
     # MySQL's binary JSON, decoded by the library; a top-level str is an opaque scalar.
-    return json_plain(value)
+    return within_depth(json_plain(value))
 
 
 def _unknown_type(value: Any) -> Any:
