@@ -85,7 +85,8 @@ def serve(port: int, mysql_port: int) -> None:
                     )
                     cur.execute(
                         "INSERT INTO event (id, timestamp, user_id, type, schema_name,"
-                        " table_name, row_id, data, txn) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                        " table_name, row_id, data, txn, context)"
+                        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                         event,
                     )
                     loop.call_soon_threadsafe(hub.publish, [event])

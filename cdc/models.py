@@ -110,23 +110,29 @@ class ChangeRecord:
     """One event as written to the event table and sent to clients (id assigned by the store)."""
 
     type: str  # an `Op`, `CASCADE`, or an application's event type
-    schema: str
-    table: str
+    schema: str | None  # None: an application event about no record
+    table: str | None
     row_id: Any
     user_id: Any
-    data: dict[str, Any]
+    data: Any  # a row change's images; an application event's own data
     timestamp: float  # commit time, seconds since the epoch (UTC)
     txn: str
     id: int = 0
     # For a CASCADE event: the row change that caused it (its id goes into data["cause"]).
     cause: ChangeRecord | None = None
+    # The statement's tags named by --context-tags (see capture/tags.py).
+    context: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
 class Changes:
-    """A chunk of row changes of one source transaction (a big one arrives in many chunks)."""
+    """A chunk of row changes of one source transaction (a big one arrives in many chunks).
+
+    `outbox_ids` are the outbox rows its application events came from: the writer
+    deletes them with the events, keeping the outbox small."""
 
     records: list[ChangeRecord] = field(default_factory=list)
+    outbox_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +200,9 @@ class StoredEvent(NamedTuple):
     timestamp: str  # 'YYYY-MM-DD HH:MM:SS.ffffff', UTC
     user_id: str | None
     type: str
-    schema_name: str
-    table_name: str
+    schema_name: str | None  # None for an application event about no record
+    table_name: str | None
     row_id: str | None
     data: str  # JSON text
     txn: str
+    context: str | None = None  # JSON text

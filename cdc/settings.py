@@ -137,7 +137,20 @@ class CaptureSettings:
     exclude: tuple[str, ...] = option(
         (), "Do not capture schema.table matching this glob (repeatable; env CDC_EXCLUDE)."
     )
-    user_column: str = option("user_id", "A row's column whose value is the event's user_id.")
+    user_column: str = option(
+        "user_id",
+        "A row's column whose value is the event's user_id (when the statement has no tag).",
+    )
+    user_tag: str = option(
+        "user_id",
+        "The key of the statement's sqlcommenter tag (/*user_id='7'*/) that gives the "
+        "event's user_id, first (MariaDB's Annotate_rows, MySQL's Rows_query events).",
+    )
+    context_tags: tuple[str, ...] = option(
+        (),
+        "Other tag keys kept in the event's `context` (repeatable or comma-separated; env "
+        "CDC_CONTEXT_TAGS).",
+    )
     binary: Binary = option(Binary.HEX, "How binary column values are written.")
     decoder: Decoder = option(
         Decoder.FAST,

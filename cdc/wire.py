@@ -73,6 +73,7 @@ def event_json(e: StoredEvent) -> bytes:
             "row_id": key_value(e.row_id),
             "user_id": key_value(e.user_id),
             "data": _data(e.data),
+            "context": None if e.context is None else _data(e.context),
             "txn": e.txn,
         }
     )

@@ -42,7 +42,8 @@ class EventDb:
         with self.conn.cursor() as cur:
             cur.executemany(
                 f"INSERT INTO `{self.name}`.event (id, timestamp, user_id, type, schema_name,"
-                " table_name, row_id, data, txn) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " table_name, row_id, data, txn, context)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 events,
             )
         self.last = max(self.last, *(e.id for e in events))

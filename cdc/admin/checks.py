@@ -11,7 +11,9 @@ import pymysql
 from cdc import mysql
 from cdc.errors import StartupError, classify
 from cdc.mysql import ServerInfo
-from cdc.store.schema import OWN_TABLES, init_schema, pending_migrations
+from cdc.store.schema import CHECKPOINT, EVENT, OUTBOX, OWN_TABLES, init_schema, pending_migrations
+
+REQUIRED = frozenset({EVENT, CHECKPOINT})  # what capture needs; the rest `cdc run` adds
 
 if TYPE_CHECKING:
     from cdc.settings import Dsn
@@ -23,11 +25,16 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    warning: bool = False  # capture works, but something is not read (and how to fix it)
 
     def line(self) -> str:
-        mark = "ok  " if self.ok else "FAIL"
+        mark = "FAIL" if not self.ok else "warn" if self.warning else "ok  "
         text = f"[{mark}] {self.name}: {self.detail}"
-        return f"{text}\n       fix: {self.fix}" if not self.ok and self.fix else text
+        return (
+            f"{text}\n       fix: {self.fix}"
+            if (not self.ok or self.warning) and self.fix
+            else text
+        )
 
 
 def _variables(conn: mysql.Connection) -> dict[str, str]:
@@ -68,13 +75,15 @@ def run_checks(dsn: Dsn) -> tuple[ServerInfo, list[Check]]:
                 (dsn.database, *OWN_TABLES),
             )
             tables = {row[0] for row in cur.fetchall()}
-            pending = pending_migrations(cur, dsn.database) if tables == set(OWN_TABLES) else []
+            pending = pending_migrations(cur, dsn.database) if tables >= REQUIRED else []
         cascading = _cascading(mysql.foreign_keys(conn))
     finally:
         conn.close()
     checks = _evaluate(info, variables, grants, tables, dsn.database)
     checks.append(cascading)
-    if pending:
+    if tables >= REQUIRED and OUTBOX not in tables:
+        checks.append(Check("event table layout", True, f"no {OUTBOX} yet: `cdc run` creates it"))
+    elif pending:
         names = ", ".join(m.name for m in pending)
         checks.append(
             Check("event table layout", True, f"older layout ({names}): `cdc run` updates it")
@@ -84,6 +93,24 @@ def run_checks(dsn: Dsn) -> tuple[ServerInfo, list[Check]]:
 
 _CASCADING_RULES = ("CASCADE", "SET NULL")
 _LISTED = 20
+
+
+def _statement_tags(info: ServerInfo, variables: dict[str, str], cnf: str) -> Check:
+    """Whether the binlog carries each statement's text, where the user tags are read
+    (a warning: capture works without, `user_id` then comes from the row's column)."""
+    name = "binlog_annotate_row_events" if info.is_mariadb else "binlog_rows_query_log_events"
+    value = variables.get(name, "OFF").upper()
+    on = value in ("ON", "1")
+    return Check(
+        name,
+        True,
+        "on: statement tags (/*user_id='7'*/) are read"
+        if on
+        else f"{value}: statement tags (/*user_id='7'*/) are not read, user_id comes from "
+        "the row's --user-column",
+        f"add `{name} = ON` under {cnf} in my.cnf (and SET GLOBAL {name} = ON)",
+        warning=not on,
+    )
 
 
 def _cascading(keys: list[tuple[Any, ...]]) -> Check:
@@ -206,6 +233,7 @@ def _evaluate(
                     f"{fix} under {cnf} in my.cnf",
                 )
             )
+    checks.append(_statement_tags(info, variables, cnf))
     grant = "GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO 'cdc'@'%'"
     for privilege, names in (
         ("REPLICATION SLAVE", ("REPLICATION SLAVE",)),
@@ -224,7 +252,7 @@ def _evaluate(
             "TO 'cdc'@'%'",
         )
     )
-    missing = set(OWN_TABLES) - tables
+    missing = REQUIRED - tables
     checks.append(
         Check(
             "event tables",

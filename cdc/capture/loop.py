@@ -163,7 +163,7 @@ class Capture:
                 self._finish(batch)
                 return item.error
             if isinstance(item, Changes):
-                self.store.add(item.records)
+                self.store.add(item.records, item.outbox_ids)
                 batch.changes(now, len(item.records))
             elif isinstance(item, Commit):
                 batch.commit(now, item)

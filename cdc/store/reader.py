@@ -232,7 +232,7 @@ class History:
         sql += " LIMIT %s"
         cursor.execute(sql, [*bound_args, *args, limit])
         return [
-            StoredEvent(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])
+            StoredEvent(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
             for r in cursor.fetchall()
         ]
 

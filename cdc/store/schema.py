@@ -18,8 +18,10 @@ log = structlog.get_logger("cdc.store")
 
 EVENT = "event"
 CHECKPOINT = "cdc_checkpoint"
-OWN_TABLES = (EVENT, CHECKPOINT)
-"""The daemon's own tables, in the DSN's database: never captured."""
+OUTBOX = "cdc_outbox"
+OWN_TABLES = (EVENT, CHECKPOINT, OUTBOX)
+"""The daemon's own tables, in the DSN's database: never captured as row changes (the
+outbox's inserts become application events)."""
 
 EVENT_COLUMNS = (
     "id",
@@ -31,6 +33,7 @@ EVENT_COLUMNS = (
     "row_id",
     "data",
     "txn",
+    "context",
 )
 """The event table's columns in the order the writer and the reader use."""
 
@@ -78,6 +81,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         "event_type_any_name",
         lambda cur, db: (column_type(cur, db, EVENT, "type") or "").startswith("enum("),
         lambda db: [f"ALTER TABLE {qualified(db, EVENT)} MODIFY `type` VARCHAR(32) NOT NULL"],
+    ),
+    Migration(
+        "event_context_and_application_events",
+        lambda cur, db: column_type(cur, db, EVENT, "context") is None,
+        lambda db: [
+            f"ALTER TABLE {qualified(db, EVENT)} ADD COLUMN `context` JSON NULL AFTER `txn`,"
+            " MODIFY `schema_name` VARCHAR(64) NULL, MODIFY `table_name` VARCHAR(64) NULL"
+        ],
     ),
     Migration(
         "checkpoint_column_facts",

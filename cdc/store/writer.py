@@ -22,7 +22,7 @@ from cdc.errors import CaptureError, StartupError, server_code
 from cdc.models import ChangeRecord, Position, StoredEvent
 from cdc.store import checkpoint
 from cdc.store.checkpoint import Checkpoint
-from cdc.store.schema import EVENT, columns, qualified
+from cdc.store.schema import EVENT, OUTBOX, columns, qualified
 
 if TYPE_CHECKING:
     from cdc.settings import Dsn
@@ -49,6 +49,10 @@ def _text(value: Any) -> str | None:
 _BACKSLASH, _BACKSLASH2, _QUOTE, _QUOTE2 = "\\", "\\\\", "'", "\\'"
 
 
+def _json_sql(text: str) -> str:
+    return text.replace(_BACKSLASH, _BACKSLASH2).replace(_QUOTE, _QUOTE2)
+
+
 def _literal(text: str | None) -> str:
     if text is None:
         return "NULL"
@@ -73,6 +77,8 @@ class Store:
         self.last_id = 0
         self.committed: Position | None = None  # the stored checkpoint's position
         self._facts: str | None = None  # the column facts the checkpoint holds
+        self._outbox_ids: list[int] = []  # outbox rows to delete with the open transaction
+        self._delete_outbox = f"DELETE FROM {qualified(dsn.database, OUTBOX)} WHERE id IN "
         self._max_packet = 16 * 1024 * 1024  # the server's max_allowed_packet, read at connect
         self._insert = _INSERT.replace("{database}", dsn.database)
         self._pending_id = 0
@@ -81,7 +87,9 @@ class Store:
         self.overflowed = False
         self.events_in_txn = 0
         # Per (schema, table, type): the escaped SQL middle of a row, and the metrics key.
-        self._shapes: dict[tuple[str, str, str], tuple[str, tuple[str, str, str]]] = {}
+        self._shapes: dict[
+            tuple[str | None, str | None, str], tuple[str, tuple[str, str, str]]
+        ] = {}
         # Events per (schema, table, type) in the open sink transaction, for the metrics.
         self.counts: dict[tuple[str, str, str], int] = {}
         # VALUES tuples not yet sent: sent when they reach MAX_STATEMENT_BYTES or at commit.
@@ -172,12 +180,16 @@ class Store:
         self.overflowed = False
         self.events_in_txn = 0
         self.counts = {}
+        self._outbox_ids = []
 
-    def add(self, records: list[ChangeRecord]) -> None:
-        """Insert a chunk of events into the open sink transaction, giving them ids."""
+    def add(self, records: list[ChangeRecord], outbox_ids: list[int] | None = None) -> None:
+        """Insert a chunk of events into the open sink transaction, giving them ids;
+        `outbox_ids` are the outbox rows of its application events, deleted with them."""
         if not records:
             return
         self.begin()
+        if outbox_ids:
+            self._outbox_ids += outbox_ids
         next_id = self._pending_id
         keep = not self.overflowed
         parts = self._parts
@@ -185,7 +197,6 @@ class Store:
         size = self._size
         ts_key, ts = -1.0, ""
         txn_key, txn = "", ""
-        shapes = self._shapes
         for record in records:
             next_id += 1
             record.id = next_id
@@ -193,26 +204,8 @@ class Store:
                 ts_key, ts = record.timestamp, utc_text(record.timestamp)
             if record.txn != txn_key:
                 txn_key, txn = record.txn, escape_string(record.txn)
-            shape_key = (record.schema, record.table, record.type)
-            shape = shapes.get(shape_key)
-            if shape is None:
-                kind = str(record.type)
-                shape = shapes[shape_key] = (
-                    f"'{kind}','{escape_string(record.schema)}','{escape_string(record.table)}',",
-                    (record.schema, record.table, kind),
-                )
-            user_id = _text(record.user_id)
-            row_id = _text(record.row_id)
-            if record.cause is not None:  # a CASCADE event names its cause by id
-                record.data["cause"] = record.cause.id
-                record.cause = None  # the cause's images need not stay in memory
-            data = orjson.dumps(record.data).decode()
-            # JSON text has no raw control characters: only \ and ' need escaping in SQL.
-            part = (
-                f"({next_id},'{ts}',{_literal(user_id)},{shape[0]}{_literal(row_id)},"
-                f"'{data.replace(_BACKSLASH, _BACKSLASH2).replace(_QUOTE, _QUOTE2)}',"
-                f"'{txn}')"
-            )
+            shape = self._shape(record)
+            part, event = self._row(record, ts, txn, shape)
             if len(part) * 4 > self._max_packet - 4096:  # one character is 1 to 4 bytes
                 self._too_big(record, part)
                 if size:  # a big event goes alone, not after a statement full of others
@@ -222,19 +215,7 @@ class Store:
             parts.append(part)
             size += len(part)
             if keep:
-                self.published.append(
-                    StoredEvent(
-                        next_id,
-                        ts,
-                        user_id,
-                        shape[1][2],
-                        record.schema,
-                        record.table,
-                        row_id,
-                        data,
-                        record.txn,
-                    )
-                )
+                self.published.append(event)
             counts[shape[1]] = counts.get(shape[1], 0) + 1
             if size >= MAX_STATEMENT_BYTES:
                 self._size = size
@@ -247,6 +228,48 @@ class Store:
             # Too many to hand to live clients from memory: they catch up from the table.
             self.published = []
             self.overflowed = True
+
+    def _shape(self, record: ChangeRecord) -> tuple[str, tuple[str, str, str]]:
+        """The escaped SQL of a record's type, schema and table, and its metrics key."""
+        key = (record.schema, record.table, record.type)
+        shape = self._shapes.get(key)
+        if shape is None:
+            kind = str(record.type)
+            shape = self._shapes[key] = (
+                f"'{kind}',{_literal(record.schema)},{_literal(record.table)},",
+                (record.schema or "", record.table or "", kind),
+            )
+        return shape
+
+    def _row(
+        self, record: ChangeRecord, ts: str, txn: str, shape: tuple[str, tuple[str, str, str]]
+    ) -> tuple[str, StoredEvent]:
+        """One event's VALUES tuple, and the event as stored."""
+        user_id = _text(record.user_id)
+        row_id = _text(record.row_id)
+        if record.cause is not None:  # a CASCADE event names its cause by id
+            record.data["cause"] = record.cause.id
+            record.cause = None  # the cause's images need not stay in memory
+        data = orjson.dumps(record.data).decode()
+        context = orjson.dumps(record.context).decode() if record.context else None
+        # JSON text has no raw control characters: only \ and ' need escaping in SQL.
+        part = (
+            f"({record.id},'{ts}',{_literal(user_id)},{shape[0]}{_literal(row_id)},"
+            f"'{_json_sql(data)}','{txn}',{'NULL' if context is None else _literal(context)})"
+        )
+        event = StoredEvent(
+            record.id,
+            ts,
+            user_id,
+            shape[1][2],
+            record.schema,
+            record.table,
+            row_id,
+            data,
+            record.txn,
+            context,
+        )
+        return part, event
 
     def _too_big(self, record: ChangeRecord, part: str) -> None:
         """Refuse an event the server cannot take in one statement (nothing is lost: the
@@ -263,6 +286,15 @@ class Store:
             "at this change",
         )
 
+    def _empty_outbox(self) -> None:
+        """Delete the outbox rows whose events are in this transaction (already in the
+        binlog: an application may also delete them itself, in its own transaction)."""
+        ids, self._outbox_ids = self._outbox_ids, []
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            with self._cursor() as cur:
+                cur.execute(self._delete_outbox + f"({','.join(map(str, chunk))})")
+
     def _flush(self) -> None:
         """One multi-row INSERT for everything added since the last one: few round trips."""
         if self._parts:
@@ -276,6 +308,7 @@ class Store:
         self.begin()
         started = time.perf_counter()
         self._flush()
+        self._empty_outbox()
         source_ts = utc_text(source_timestamp) if source_timestamp else None
         with self._cursor() as cur:
             checkpoint.write(cur, self.database, position, self._pending_id, source_ts, self.server)

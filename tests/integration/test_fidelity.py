@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import pymysql
 import pytest
 
 from cdc._testing.mariadb import MariaDB
@@ -237,3 +238,58 @@ def test_strange_data_is_captured_whole(app: tuple[MariaDB, str, Any]) -> None:
     # Deeper than an event's data may hold in MariaDB (32 levels): kept as its JSON text.
     assert after["back`tick"] == deep
     assert_replay_matches(conn, [(db, table)], f"{db}_cdc")
+
+
+def test_statement_tags_name_the_user_and_outbox_rows_become_events(
+    app: tuple[MariaDB, str, Any],
+) -> None:
+    """sqlcommenter tags give user_id (before the row's column) and the context; outbox
+    rows become events of their type in commit order; the statement text is kept nowhere."""
+    server, db, conn = app
+    run(conn, f"CREATE TABLE `{db}`.patient (id INT PRIMARY KEY, name VARCHAR(20), user_id INT)")
+    proc = start_daemon(
+        server,
+        "--include", f"{db}.*", "--context-tags", "route,request_id",
+        db=f"{db}_cdc",
+    )  # fmt: skip
+    try:
+        wait_ready(conn, proc, f"{db}_cdc")
+        outbox = f"`{db}_cdc`.cdc_outbox"
+        run(
+            conn,
+            "BEGIN",
+            f"INSERT INTO `{db}`.patient VALUES (1, 'secret-name', 3)"
+            " /*user_id='7',route='%2Fpatients',request_id='r1',other='x'*/",
+            f"INSERT INTO {outbox} (type, data) VALUES ('LOGIN', '{{\"ip\": \"10.0.0.1\"}}')"
+            " /*user_id='7'*/",
+            f"INSERT INTO {outbox} (type, user_id, schema_name, table_name, row_id)"
+            f" VALUES ('REPORT_PRINTED', '9', '{db}', 'patient', '1')",
+            f"DELETE FROM {outbox} WHERE type = 'LOGIN'",  # gone in the same transaction
+            "COMMIT",
+            f"UPDATE `{db}`.patient SET name = 'x' WHERE id = 1",  # untagged: the column
+        )
+        wait_for_events(conn, 4, proc=proc, db=f"{db}_cdc")
+        with conn.cursor() as cur:
+            with pytest.raises(pymysql.err.OperationalError):  # the CHECK refuses it
+                cur.execute(f"INSERT INTO {outbox} (type) VALUES ('CREATE')")
+            with pytest.raises(pymysql.err.OperationalError):
+                cur.execute(f"INSERT INTO {outbox} (type) VALUES ('lower')")
+    finally:
+        code, log = stop_daemon(proc)
+    assert code == 0, log
+    got = events(conn, f"{db}_cdc")
+    assert [(e["type"], e["user_id"]) for e in got] == [
+        ("CREATE", "7"),
+        ("LOGIN", "7"),
+        ("REPORT_PRINTED", "9"),
+        ("UPDATE", "3"),
+    ]
+    assert json.loads(got[0]["context"]) == {"route": "/patients", "request_id": "r1"}
+    assert got[3]["context"] is None
+    assert (got[1]["schema_name"], got[1]["data"]) == (None, {"ip": "10.0.0.1"})
+    assert (got[2]["schema_name"], got[2]["table_name"], got[2]["row_id"]) == (db, "patient", "1")
+    assert len({e["txn"] for e in got[:3]}) == 1  # one transaction, in statement order
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*) FROM `{db}_cdc`.cdc_outbox")
+        assert cur.fetchone()[0] == 0  # the daemon keeps it small
+    assert "secret-name" not in log and "INSERT INTO" not in log

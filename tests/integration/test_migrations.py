@@ -56,10 +56,14 @@ def old_install(mariadb: MariaDB) -> Iterator[tuple[MariaDB, Any]]:
 def test_init_widens_the_type_column_keeping_the_rows(old_install: tuple[MariaDB, Any]) -> None:
     server, conn = old_install
     dsn = Dsn.parse(f"mysql://root@127.0.0.1:{server.port}/mig_cdc")
-    assert schema.init_schema(dsn) == ["event_type_any_name"]
+    assert schema.init_schema(dsn) == [
+        "event_type_any_name",
+        "event_context_and_application_events",
+    ]
     assert schema.init_schema(dsn) == []  # once only
     with conn.cursor() as cur:
         assert schema.column_type(cur, "mig_cdc", "event", "type") == "varchar(32)"
+        assert schema.column_type(cur, "mig_cdc", "event", "context") == "longtext"  # JSON
     rows = events(conn, "mig_cdc")
     assert [(e["id"], e["type"], e["user_id"]) for e in rows] == [
         (1, "CREATE", None),

@@ -43,6 +43,7 @@ async def test_events_default_to_the_last_day_oldest_first(event_db: EventDb) ->
         "row_id",
         "user_id",
         "data",
+        "context",
         "txn",
     }
     assert first["row_id"] == 6 and first["user_id"] == 7 and first["schema"] == "bhima"
@@ -230,7 +231,7 @@ async def test_a_day_out_of_a_million_rows_is_read_from_the_indexes(event_db: Ev
             " SELECT seq, UTC_TIMESTAMP(6) - INTERVAL ((%s - seq) * 86400 / %s) SECOND, seq %% 97,"
             " ELT(1 + seq %% 3, 'CREATE', 'UPDATE', 'DELETE'), 'bhima',"
             " IF(seq %% 50 = 0, 'visit', 'patient'), seq %% 1000,"
-            " JSON_OBJECT('after', JSON_OBJECT('id', seq)), CONCAT('0-1-', seq)"
+            " JSON_OBJECT('after', JSON_OBJECT('id', seq)), CONCAT('0-1-', seq), NULL"
             " FROM seq_1_to_1000000",
             (rows, day),
         )

@@ -137,9 +137,9 @@ def test_resume_by_gtid_where_the_position_has_one(
 def test_the_library_is_not_patched_by_importing_cdc() -> None:
     """The TableMap hook is installed by an open stream only, and removed after it."""
     assert not library.hook_installed()
-    with library.parsed_table_maps():
+    with library.library_hooks():
         assert library.hook_installed()
-        with library.parsed_table_maps():  # a second stream of the same process
+        with library.library_hooks():  # a second stream of the same process
             assert library.hook_installed()
         assert library.hook_installed()
     assert not library.hook_installed()

@@ -29,21 +29,26 @@ def stored(**overrides: Any) -> StoredEvent:
 
 
 def test_the_design_example() -> None:
-    assert json.loads(event_json(stored())) == {
+    event = stored(user_id="7", context='{"route": "/patients"}')
+    assert json.loads(event_json(event)) == {
         "id": 1017,
         "timestamp": "2026-05-12T12:19:40Z",
         "type": "UPDATE",
         "schema": "bhima",
         "table": "patient",
         "row_id": 42,
-        "user_id": None,
+        "user_id": 7,
         "data": {
             "after": {"display_name": "Ann"},
             "before": {"display_name": "An"},
             "changed": ["display_name"],
         },
+        "context": {"route": "/patients"},
         "txn": "0-1-5531",
     }
+    # Without tags, and for an application event about no record: null, not absent.
+    plain = json.loads(event_json(stored(type="LOGIN", schema_name=None, table_name=None)))
+    assert (plain["context"], plain["schema"], plain["table"]) == (None, None, None)
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,10 @@
 
 - The stream's connections get their options from `cdc.mysql`; the library's own silent
   reconnect (which resumes from the wrong place) is turned into `ConnectionLost`.
-- `parsed_table_maps()` installs, for as long as a stream is open, a hook that answers
-  a repeated TableMap event from the first parse of the same bytes. It is installed by
-  the source when it opens a stream and removed when the last one closes: nothing is
-  patched on import.
+- `library_hooks()` installs, for as long as a stream is open, a hook that answers a
+  repeated TableMap event from the first parse of the same bytes, and one that reads
+  Rows_query events in any character set. They are installed by the source when it
+  opens a stream and removed when the last one closes: nothing is patched on import.
 - The events it leaves unparsed are read here where they matter: MySQL's commit times,
   and the events that cannot be captured (`undecodable`), which stop capture.
 The row images themselves are read in images.py.
@@ -24,12 +24,15 @@ import structlog
 from pymysql.constants import CR
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import (
+    BinLogEvent,
     GtidEvent,
     HeartbeatLogEvent,
+    MariadbAnnotateRowsEvent,
     MariadbGtidEvent,
     NotImplementedEvent,
     QueryEvent,
     RotateEvent,
+    RowsQueryLogEvent,
     XidEvent,
 )
 from pymysqlreplication.row_event import (
@@ -63,7 +66,10 @@ EVENTS = (
     HeartbeatLogEvent,
     NotImplementedEvent,  # MySQL's Anonymous_GTID events (their commit time), and refusals
     PartialUpdateRowsEvent,  # refused: see UNDECODABLE
+    MariadbAnnotateRowsEvent,  # each statement's text, for its tags (capture/tags.py)
+    RowsQueryLogEvent,  # MySQL's, the same
 )
+STATEMENT_EVENTS = (MariadbAnnotateRowsEvent, RowsQueryLogEvent)
 """The events the source reads (TableMap events are always parsed by the library)."""
 
 ROWS_EVENTS = {WriteRowsEvent: Op.CREATE, UpdateRowsEvent: Op.UPDATE, DeleteRowsEvent: Op.DELETE}
@@ -114,6 +120,7 @@ def open_stream(
         slave_heartbeat=settings.binlog_heartbeat,
         pymysql_wrapper=_NoSilentReconnect,
         enable_logging=False,
+        annotate_rows_event=True,  # MariaDB sends each statement's text when asked to
     )
     return stream
 
@@ -257,8 +264,9 @@ _hook_users = 0
 
 
 @contextlib.contextmanager
-def parsed_table_maps() -> Iterator[None]:
-    """While inside, TableMap events of streams with a `TableMaps` reuse earlier parses.
+def library_hooks() -> Iterator[None]:
+    """While inside, TableMap events of streams with a `TableMaps` reuse earlier parses,
+    and Rows_query events are read whatever their character set.
 
     Counted: the hook stays while any stream of this process is open, and the
     library's own `__init__` is back when the last one closes.
@@ -268,6 +276,7 @@ def parsed_table_maps() -> Iterator[None]:
         _hook_users += 1
         if _hook_users == 1:
             TableMapEvent.__init__ = _table_map_init
+            RowsQueryLogEvent.__init__ = _rows_query_init
     try:
         yield
     finally:
@@ -275,10 +284,32 @@ def parsed_table_maps() -> Iterator[None]:
             _hook_users -= 1
             if _hook_users == 0:
                 TableMapEvent.__init__ = _LIBRARY_INIT
+                RowsQueryLogEvent.__init__ = _LIBRARY_ROWS_QUERY_INIT
 
 
 def hook_installed() -> bool:
     return TableMapEvent.__init__ is _table_map_init
+
+
+_LIBRARY_ROWS_QUERY_INIT = RowsQueryLogEvent.__init__
+
+
+def _rows_query_init(
+    self: Any, from_packet: Any, event_size: int, table_map: Any, ctl_connection: Any, **kwargs: Any
+) -> None:
+    """RowsQueryLogEvent.__init__, where the statement text may be in any character set:
+    the library decodes it as strict UTF-8, and a statement sent in latin1 would stop the
+    stream. The text is read for its tags only."""
+    BinLogEvent.__init__(self, from_packet, event_size, table_map, ctl_connection, **kwargs)
+    self.packet.advance(1)
+    self.query = self.packet.read_available().decode("utf-8", "replace")
+
+
+def statement(event: Any) -> bytes | str:
+    """The statement text of an Annotate_rows / Rows_query event (for its tags only)."""
+    if type(event) is MariadbAnnotateRowsEvent:
+        return bytes(event.sql_statement)
+    return str(event.query)
 
 
 def table_map_body(event: Any) -> bytes:

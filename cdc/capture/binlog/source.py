@@ -28,6 +28,7 @@ from pymysqlreplication.event import (
 from pymysqlreplication.row_event import TableMapEvent
 
 from cdc import mysql
+from cdc.capture import outbox, tags
 from cdc.capture.binlog import images, library
 from cdc.capture.binlog.ddl import interpret
 from cdc.capture.binlog.facts import ColumnFacts
@@ -39,7 +40,7 @@ from cdc.capture.cascades import Cascades, foreign_keys
 from cdc.capture.records import to_record
 from cdc.errors import CaptureError, ConnectionLost, classify
 from cdc.models import ChangeRecord, Changes, Commit, Heartbeat, Item, Op, Position, RowChange
-from cdc.store.schema import OWN_TABLES
+from cdc.store.schema import OUTBOX, OWN_TABLES
 
 if TYPE_CHECKING:
     from pymysqlreplication import BinLogStreamReader
@@ -72,6 +73,7 @@ class BinlogSource:
         self.blocking = blocking  # False: stop at the end of the binlog (benchmarks)
         own = frozenset((dsn.database, table) for table in OWN_TABLES)
         self.captured = TableFilter(own, settings.include, settings.exclude)
+        self.outbox = (dsn.database, OUTBOX)
 
     def current(self) -> Position:
         conn = mysql.connect(self.dsn, autocommit=True)
@@ -94,6 +96,14 @@ class _Transaction:
     open: bool = False  # after BEGIN (or a MariaDB GTID of a transaction), before its end
     id: str = ""  # GTID, or binlog file:position of its first captured row event
     commit_time: float | None = None  # from its GTID event; else each row event's own
+    tags: dict[str, str] = field(default_factory=dict)  # of the statement being read
+    outbox_ids: list[int] = field(default_factory=list)  # in `records`, not yet handed on
+
+    def chunk(self) -> Changes:
+        """The changes read so far, handed on (and forgotten here)."""
+        changes = Changes(self.records, self.outbox_ids)
+        self.records, self.outbox_ids = [], []
+        return changes
 
 
 class BinlogReader:
@@ -137,7 +147,7 @@ class BinlogReader:
             self.source.blocking,
         )
         try:
-            with library.parsed_table_maps():
+            with library.library_hooks():
                 yield from self._read(stream)
         except pymysql.err.Error as error:
             verdict = classify(error, where=f"{self.log_file}:{self.log_pos}")
@@ -156,6 +166,9 @@ class BinlogReader:
                 yield from self._rows(stream, event, op, txn)
             elif kind is TableMapEvent:
                 self._table_map(stream, event)
+            elif kind in library.STATEMENT_EVENTS:
+                # The statement's tags apply to its row changes; its text goes no further.
+                txn.tags = tags.parse(library.statement(event))
             elif kind is XidEvent:
                 yield from self._end(stream, txn, float(event.timestamp))
                 txn = _Transaction()
@@ -196,8 +209,12 @@ class BinlogReader:
     def _rows(
         self, stream: BinLogStreamReader, event: Any, op: Op, txn: _Transaction
     ) -> Iterator[Item]:
-        if not self.source.captured(event.schema, event.table):
-            txn.foreign = txn.foreign or (event.schema, event.table) not in self.source.captured.own
+        key = (event.schema, event.table)
+        if key == self.source.outbox and op is Op.CREATE:
+            yield from self._outbox(stream, event, txn)
+            return
+        if not self.source.captured(*key):
+            txn.foreign = txn.foreign or key not in self.source.captured.own
             return
         txn.captured = txn.foreign = True
         self._where = f"{stream.log_file}:{event.packet.log_pos}"
@@ -208,15 +225,37 @@ class BinlogReader:
         timestamp = txn.commit_time if txn.commit_time is not None else float(event.timestamp)
         user_column = self.settings.user_column
         cascades = self.cascades
+        user, context = self._attribution(txn)
         for change in self._decoder(stream, event)(op, event):
             record = to_record(change, timestamp, txn.id, user_column)
+            if user is not None:  # the statement's tag comes before the row's column
+                record.user_id = user
+            record.context = context
             txn.records.append(record)
             if cascades and op is not Op.CREATE:
                 # InnoDB's cascades have no row events: said right after their cause.
                 txn.records += cascades.after(record)
             if len(txn.records) >= CHUNK:
-                yield Changes(txn.records)
-                txn.records = []
+                yield txn.chunk()
+
+    def _attribution(self, txn: _Transaction) -> tuple[str | None, dict[str, str] | None]:
+        return tags.attribution(txn.tags, self.settings.user_tag, self.settings.context_tags)
+
+    def _outbox(self, stream: BinLogStreamReader, event: Any, txn: _Transaction) -> Iterator[Item]:
+        """Rows inserted into the outbox: one application event each (the insert itself
+        is not a row change of ours)."""
+        txn.captured = txn.foreign = True
+        self._where = f"{stream.log_file}:{event.packet.log_pos}"
+        if not txn.id:
+            txn.id = self._where
+        timestamp = txn.commit_time if txn.commit_time is not None else float(event.timestamp)
+        user, context = self._attribution(txn)
+        for change in self._decoder(stream, event)(Op.CREATE, event):
+            row = change.after or {}
+            txn.records.append(outbox.record(row, timestamp, txn.id, user, context))
+            txn.outbox_ids.append(int(row["id"]))
+            if len(txn.records) >= CHUNK:
+                yield txn.chunk()
 
     def _query(self, stream: BinLogStreamReader, event: Any, txn: _Transaction) -> bool:
         """Looks at a statement; True when it ends the transaction (or is a group alone)."""
@@ -256,7 +295,7 @@ class BinlogReader:
     ) -> Iterator[Item]:
         """The end of a source transaction: its last changes, then its commit."""
         if txn.records:
-            yield Changes(txn.records)
+            yield txn.chunk()
         self.log_file, self.log_pos = stream.log_file, stream.log_pos
         yield Commit(self._position(), timestamp, txn.captured, txn.foreign)
 
@@ -314,7 +353,8 @@ class BinlogReader:
         for the copy the library decodes rows of without loss (see library.py)."""
         if self.settings.decoder != "library":
             library.ensure_table_maps(stream, self._parsed)
-        if not self.source.captured(event.schema, event.table):
+        key = (event.schema, event.table)
+        if not self.source.captured(*key) and key != self.source.outbox:
             return
         original = event.get_table()
         self._maps[event.table_id] = (event, original)
