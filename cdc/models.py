@@ -114,6 +114,7 @@ class ChangeRecord:
     timestamp: float  # commit time, seconds since the epoch (UTC)
     txn: str
     id: int = 0
+    key: tuple[str, ...] = ()  # the primary-key columns `row_id` was read from (redaction)
 
 
 @dataclass(slots=True)

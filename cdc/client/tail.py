@@ -116,6 +116,16 @@ def _refused(status: int, body: bytes) -> CdcError:
             f"the server refused {parameter or 'the request'}: {message}",
             fix="check the filters (see GET /openapi.json)",
         )
+    if status == 401:
+        return ConfigError(
+            f"the server refused the credential ({message})",
+            fix="pass --token-file with a valid token (cdc token create), or a fresh JWT",
+        )
+    if status == 403:
+        return ConfigError(
+            "the token may not read what the filters ask for",
+            fix="ask only for the tables and types the token is granted",
+        )
     return CdcError(f"the server answered {status}: {message}", fix="check the URL")
 
 
@@ -125,12 +135,14 @@ async def tail(
     last_event_id: int | None,
     out: TextIO,
     pretty: bool,
+    token: str | None = None,
 ) -> None:
     """Print the events of `url`'s stream to `out` until cancelled.
 
     `filters` are `/stream` parameters (table, type, row_id, user_id, since); with
-    `last_event_id` the events after it come first. A bad filter or URL raises a
-    `CdcError`; lost connections, restarts and 503s are retried with backoff.
+    `last_event_id` the events after it come first; `token` is sent as a bearer token.
+    A bad filter, URL or token raises a `CdcError`; lost connections, restarts and 503s
+    are retried with backoff.
     """
     target = stream_url(url)
     params = [(name, value) for name, values in filters.items() for value in values]
@@ -141,6 +153,8 @@ async def tail(
     async with aiohttp.ClientSession(timeout=timeout) as session:
         while True:
             headers = {"Accept": "text/event-stream"}
+            if token is not None:
+                headers["Authorization"] = f"Bearer {token}"
             if last is not None:
                 headers["Last-Event-ID"] = str(last)
             wait: float | None = None
