@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ import aiohttp
 from cdc._testing.mariadb import MariaDB
 from cdc.models import CaptureState, CaptureStatus, StoredEvent
 from cdc.serve import app as server
+from cdc.sections import AuthSettings
 from cdc.serve.hub import Hub
 from cdc.settings import Dsn, HttpSettings
 from cdc.store.reader import History
@@ -120,7 +122,14 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(db: EventDb, **settings: Any) -> AsyncIterator[Running]:
+async def running(
+    db: EventDb,
+    auth: AuthSettings | None = None,
+    clock: Callable[[], float] = time.time,
+    **settings: Any,
+) -> AsyncIterator[Running]:
+    """The real server on a free port over `db`; `auth` configures its credentials and
+    `clock` is the wall clock it judges expiry by (tests move it forward)."""
     with db.conn.cursor() as cur:
         cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM `{db.name}`.event")
         last = int(cur.fetchone()[0])
@@ -134,7 +143,11 @@ async def running(db: EventDb, **settings: Any) -> AsyncIterator[Running]:
     )
     options: dict[str, Any] = {"listen": "127.0.0.1:0", **settings}
     running_ = Running(None, hub, history, db, status)  # type: ignore[arg-type]
-    http = await server.start(HttpSettings(**options), hub, history, lambda: running_.status)
+    http_settings = HttpSettings(**options)
+    authenticator = server.prepare_auth(http_settings, auth or AuthSettings(), clock)
+    http = await server.start(
+        http_settings, hub, history, lambda: running_.status, auth=authenticator
+    )
     running_.http = http
     try:
         yield running_
@@ -208,8 +221,11 @@ async def stream(
     url: str,
     params: Any = None,
     last_event_id: int | None = None,
+    token: str | None = None,
 ) -> AsyncIterator[Sse]:
     headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     async with session.get(f"{url}/stream", params=params, headers=headers) as response:
         assert response.status == 200, await response.text()
         assert response.headers["Content-Type"] == "text/event-stream"

@@ -319,11 +319,11 @@ class _Handlers:
         )
         credential = request[CREDENTIAL]
         # Closed at once when its token is removed (reload, logout), or when it expires.
-        self.auth.watch(sub, credential, sub.drop)
+        self.auth.watch(sub, credential, sub.end)
         expiry = None
         if credential.expires_at is not None:
             wait = max(0.0, credential.expires_at - self.auth.clock())
-            expiry = asyncio.get_running_loop().call_later(wait, sub.drop, "expired")
+            expiry = asyncio.get_running_loop().call_later(wait, sub.end, "expired")
         opened = time.monotonic()
         log.info(
             "stream_opened",
@@ -346,7 +346,9 @@ class _Handlers:
                 events=sub.events_sent,
                 last_event_id=sub.sent,
                 duration_s=round(time.monotonic() - opened, 1),
-                reason=sub.dropped or ("shutdown" if self.hub.closed else "client_left"),
+                reason=sub.dropped
+                or sub.ended
+                or ("shutdown" if self.hub.closed else "client_left"),
             )
 
     async def _feed(self, request: web.Request, sub: Subscription) -> web.StreamResponse:

@@ -268,6 +268,7 @@ class Subscription:
         self.writes = 0  # writes completed
         self.writes_at_sweep = -1
         self.dropped: str | None = None
+        self.ended: str | None = None  # why it was ended cleanly (see `end`)
         self.events_sent = 0  # for the access log
         self._abort: Callable[[], None] | None = None
 
@@ -292,6 +293,17 @@ class Subscription:
         if self._abort is not None:
             self._abort()
 
+    def end(self, reason: str) -> None:
+        """End the stream cleanly at its next turn (its credential expired or was
+        revoked); a client stuck in a write is cut off instead."""
+        if self.ended or self.dropped:
+            return
+        self.ended = reason
+        if self.blocked:
+            self.drop(reason)
+        else:
+            self.hub._wake()
+
     def close(self) -> None:
         """Forget the client (the stream has ended)."""
         self.hub._unsubscribe(self)
@@ -309,7 +321,7 @@ class Subscription:
             await self.attach()
             assert self.cursor is not None
             last_write = loop.time()
-            while not (hub.closed or self.dropped):
+            while not (hub.closed or self.dropped or self.ended):
                 taken = hub._take(self.cursor, filters)
                 if taken is None:
                     await self._replay(write)
@@ -363,7 +375,7 @@ class Subscription:
                 if size >= CHUNK_BYTES:
                     await self._write(write, b"".join(chunk))
                     chunk, size = [], 0
-                    if self.dropped or self.hub.closed:
+                    if self.dropped or self.ended or self.hub.closed:
                         return
             if chunk:
                 await self._write(write, b"".join(chunk))
