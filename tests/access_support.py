@@ -4,8 +4,8 @@ events in a few hospital tables, a clock the tests move."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 

@@ -18,8 +18,8 @@ import aiohttp
 
 from cdc._testing.mariadb import MariaDB
 from cdc.models import CaptureState, CaptureStatus, StoredEvent
-from cdc.serve import app as server
 from cdc.sections import AuthSettings
+from cdc.serve import app as server
 from cdc.serve.hub import Hub
 from cdc.settings import Dsn, HttpSettings
 from cdc.store.reader import History

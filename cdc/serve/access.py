@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("cdc.access")
 
 CREDENTIAL = web.RequestKey("credential", Credential)
-OPEN_PATHS = frozenset({"/", "/health", "/openapi.json", "/login", "/logout"})
+OPEN_PATHS = frozenset({"/", "/health", "/openapi.json", "/login", "/logout", "/favicon.ico"})
 TICKET_PATHS = frozenset({"/events", "/stream"})  # where ?ticket= is a credential
 SCOPED = {"/metrics": "metrics"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

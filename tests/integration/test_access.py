@@ -44,7 +44,7 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 60) -
 async def test_no_token_wrong_token_and_a_malformed_header(
     app: tuple[Running, Credentials],
 ) -> None:
-    server, creds = app
+    server, _ = app
     async with aiohttp.ClientSession() as http:
         for path in DATA:
             async with http.get(server.url + path) as response:

@@ -137,7 +137,7 @@ async def test_a_bad_reload_keeps_the_keys_in_force(event_db: EventDb, tmp_path:
     async with running(event_db, auth=creds.settings()) as app, aiohttp.ClientSession() as http:
         broken = creds.settings()
         (tmp_path / "jwt.secret").unlink()
-        with pytest.raises(ConfigError, match="cannot read the \\[auth.jwt\\] key"):
+        with pytest.raises(ConfigError, match=r"cannot read the \[auth\.jwt\] key"):
             app.http.reload_auth(broken)
         status, _, _ = await get_json(http, f"{app.url}/events", creds.tokens["finance"])
         assert status == 200

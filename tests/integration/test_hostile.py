@@ -31,7 +31,7 @@ HUGE = "9" * 5000
         ("/events", f"limit={HUGE}", "limit"),
         ("/events", f"after_id={HUGE}", "after_id"),
         ("/events", f"before_id={HUGE}", "before_id"),
-        ("/events", "limit=١٠", "limit"),  # Arabic-Indic digits: int() would take them
+        ("/events", "limit=\u0661\u0660", "limit"),  # Arabic-Indic digits: int() takes them
         ("/events", "after_id=²", "after_id"),
         ("/events", f"since={HUGE}d", "since"),
         ("/stream", f"last_event_id={HUGE}", "last_event_id"),
@@ -42,17 +42,23 @@ HUGE = "9" * 5000
 async def test_any_number_or_length_is_a_400_naming_the_parameter(
     event_db: EventDb, path: str, query: str, parameter: str
 ) -> None:
-    async with running(event_db) as app, aiohttp.ClientSession() as http:
-        async with http.get(f"{app.url}{path}?{query}") as response:
-            assert response.status == 400, await response.text()
-            assert (await response.json())["parameter"] == parameter
+    async with (
+        running(event_db) as app,
+        aiohttp.ClientSession() as http,
+        http.get(f"{app.url}{path}?{query}") as response,
+    ):
+        assert response.status == 400, await response.text()
+        assert (await response.json())["parameter"] == parameter
 
 
 async def test_a_huge_last_event_id_header_is_a_400(event_db: EventDb) -> None:
-    async with running(event_db) as app, aiohttp.ClientSession() as http:
-        async with http.get(f"{app.url}/stream", headers={"Last-Event-ID": HUGE}) as response:
-            assert response.status == 400
-            assert (await response.json())["parameter"] == "Last-Event-ID"
+    async with (
+        running(event_db) as app,
+        aiohttp.ClientSession() as http,
+        http.get(f"{app.url}/stream", headers={"Last-Event-ID": HUGE}) as response,
+    ):
+        assert response.status == 400
+        assert (await response.json())["parameter"] == "Last-Event-ID"
 
 
 async def raw_status(port: int, request: bytes) -> int:

@@ -122,9 +122,11 @@ async def test_capture_history_and_status_over_tls(tls_server: TlsServer) -> Non
         with conn.cursor() as cur:
             cur.execute("INSERT INTO tls_app.patient VALUES (1, 'Ann'), (2, 'Bob')")
         await asyncio.to_thread(wait_for_events, conn, 2, 120, proc, "cdc_tls_b")
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{port}/events", params={"after_id": 0}) as r:
-                body = await r.json()  # read back through the history pool, over TLS
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/events", params={"after_id": 0}) as r,
+        ):
+            body = await r.json()  # read back through the history pool, over TLS
         assert [e["row_id"] for e in body["events"]] == [1, 2]
         status = cdc("status", "--dsn", tls_server.dsn("cdc_tls_b", user=X509_USER), config=config)
         assert status.returncode == 0 and "last event id: 2" in status.stdout, status.stderr
