@@ -18,6 +18,7 @@ import click
 
 from cdc import logs
 from cdc.errors import CdcError, ConfigError
+from cdc.models import EVENT_TYPE
 from cdc.secret_files import read_secret_text
 from cdc.sections import AuthSettings
 from cdc.settings import (
@@ -391,6 +392,18 @@ def token_create(
     click.echo(block, nl=False)
 
 
+def _event_types(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    types = tuple(v.upper() for v in values)
+    for value in types:
+        if not EVENT_TYPE.fullmatch(value):
+            raise click.BadParameter(
+                f"{value!r} is not an event type (letters, digits and _, up to 32 characters)"
+            )
+    return types
+
+
 @main.command(name="tail")
 @click.argument("url", envvar="CDC_URL")
 @click.option("--table", multiple=True, help="Only this table: schema.table or table (repeatable).")
@@ -398,8 +411,9 @@ def token_create(
     "--type",
     "types",
     multiple=True,
-    type=click.Choice(["CREATE", "UPDATE", "DELETE"], case_sensitive=False),
-    help="Only this change type (repeatable).",
+    callback=_event_types,
+    help="Only this event type: CREATE, UPDATE, DELETE, CASCADE or an application's own "
+    "(repeatable).",
 )
 @click.option("--row-id", help="Only the history of this row id (with --table).")
 @click.option("--user-id", help="Only changes by this user id.")
@@ -442,7 +456,7 @@ def tail_command(
     if table:
         filters["table"] = list(table)
     if types:
-        filters["type"] = [t.upper() for t in types]
+        filters["type"] = list(types)
     for name, value in (("row_id", row_id), ("user_id", user_id), ("since", since)):
         if value is not None:
             filters[name] = [value]

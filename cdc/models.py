@@ -37,6 +37,8 @@ class Column:
     unsigned: bool = False
     # Python codec name of the column's character set; "binary" for BINARY/VARBINARY/BLOB.
     charset: str | None = None
+    # The character set as MySQL names it (utf8mb4, latin1), where it differs from `charset`.
+    charset_name: str | None = None
     # CHAR/VARCHAR/BINARY/VARBINARY: the declared maximum length in bytes.
     max_length: int = 0
     # BLOB/TEXT/JSON/GEOMETRY: the byte size of the length prefix (1..4).
@@ -82,6 +84,8 @@ class Position:
     log_file: str
     log_pos: int
     gtid: str | None = None
+    # The column facts (capture/binlog/facts.py) as of this position, as stored text.
+    column_facts: str | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.log_file}:{self.log_pos}"
@@ -105,7 +109,7 @@ class RowChange:
 class ChangeRecord:
     """One event as written to the event table and sent to clients (id assigned by the store)."""
 
-    type: Op
+    type: str  # an `Op`, `CASCADE`, or an application's event type
     schema: str
     table: str
     row_id: Any
@@ -115,6 +119,8 @@ class ChangeRecord:
     txn: str
     id: int = 0
     key: tuple[str, ...] = ()  # the primary-key columns `row_id` was read from (redaction)
+    # For a CASCADE event: the row change that caused it (its id goes into data["cause"]).
+    cause: ChangeRecord | None = None
 
 
 @dataclass(slots=True)

@@ -37,6 +37,9 @@ def options(dsn: Dsn, *, database: bool = False, **overrides: Any) -> dict[str, 
         "password": dsn.password,
         "charset": "utf8mb4",
         "connect_timeout": CONNECT_TIMEOUT,
+        # The client's own limit on a statement or row (pymysql's default is 16 MB): the
+        # server's max_allowed_packet is the one that applies.
+        "max_allowed_packet": 1 << 30,
     }
     if database:
         kwargs["database"] = dsn.database
@@ -171,3 +174,23 @@ def binary_logs(cur: Any) -> list[tuple[str, int]]:
     """The server's binlog files and their sizes, oldest first."""
     cur.execute("SHOW BINARY LOGS")
     return [(row[0], int(row[1])) for row in cur.fetchall()]
+
+
+def foreign_keys(conn: Connection) -> list[tuple[Any, ...]]:
+    """Every foreign key outside the system schemas, one row per column in key order:
+    (schema, table, constraint, column, referenced schema, referenced table, referenced
+    column, DELETE rule, UPDATE rule)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME,"
+            " k.REFERENCED_TABLE_SCHEMA, k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME,"
+            " r.DELETE_RULE, r.UPDATE_RULE"
+            " FROM information_schema.KEY_COLUMN_USAGE k"
+            " JOIN information_schema.REFERENTIAL_CONSTRAINTS r"
+            " ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA"
+            " AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME AND r.TABLE_NAME = k.TABLE_NAME"
+            " WHERE k.REFERENCED_TABLE_NAME IS NOT NULL AND k.TABLE_SCHEMA NOT IN"
+            " ('mysql', 'sys', 'information_schema', 'performance_schema')"
+            " ORDER BY k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"
+        )
+        return list(cur.fetchall())

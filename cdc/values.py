@@ -180,6 +180,22 @@ def format_binary(data: bytes, binary: str = "hex") -> str:
     raise ValueError(f"unknown binary encoding {binary!r}: use 'hex' or 'base64'")
 
 
+class UndecodableText(dict[str, str]):
+    """Text whose bytes are not valid in its column's character set (or in one Python
+    has no codec for), kept exactly: `{"charset": "utf8mb4", "hex": "eda0bd"}` (the key
+    is `base64` with `--binary base64`). A dict in the JSON like any other; the class
+    lets the decoders notice it (to log once per column, never the value). Hashable, as
+    an ENUM or SET label may be one: it is never changed after it is made."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self.items()))
+
+
+def undecodable_text(data: bytes, charset: str, binary: str = "hex") -> UndecodableText:
+    """The lossless form of text that cannot be decoded as `charset`."""
+    return UndecodableText(charset=charset, **{str(binary): format_binary(data, binary)})
+
+
 def format_uuid(data: bytes) -> str:
     """MariaDB UUID from its 16 binlog bytes: `"123e4567-e89b-12d3-a456-426614174000"`.
 
@@ -229,13 +245,49 @@ def format_inet6(data: bytes) -> str:
     return f"{head}::{tail}"
 
 
+class UnparsedJson(str):
+    """A JSON column's text that is not a JSON value cdc can re-encode (not JSON at all,
+    or nested deeper than `JSON_DEPTH`), kept as the text itself."""
+
+
+JSON_DEPTH = 29
+"""The deepest JSON value kept as JSON: MariaDB's json_valid (the check of a JSON column,
+the event table's `data` included) refuses 32 levels, and an event's `data` wraps a value
+in two (`after`, the column). Deeper values are kept as their JSON text."""
+
+
 def json_text(text: str | bytes) -> Any:
     """A JSON value from JSON text (MariaDB's JSON is LONGTEXT): the parsed value.
 
     Numbers follow orjson: integers beyond 64 bits become floats; text that is not JSON,
-    or a number beyond the double range, raises ValueError.
+    a number beyond the double range, or a value nested deeper than `JSON_DEPTH` raises
+    ValueError.
     """
-    return orjson.loads(text)
+    value = orjson.loads(text)
+    if text.count("[") + text.count("{") > JSON_DEPTH and _depth(value) > JSON_DEPTH:  # type: ignore[arg-type]
+        raise ValueError(f"JSON nested deeper than {JSON_DEPTH} levels")
+    return value
+
+
+def within_depth(value: Any) -> Any:
+    """A decoded JSON value, or its JSON text (`UnparsedJson`) when nested deeper than
+    `JSON_DEPTH`."""
+    if isinstance(value, dict | list) and _depth(value) > JSON_DEPTH:
+        return UnparsedJson(orjson.dumps(value).decode())
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deep containers nest in a parsed JSON value (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in item)
+    return deepest
 
 
 def json_value(value: Any) -> Any:

@@ -143,6 +143,11 @@ def events(conn: pymysql.Connection[Any], db: str = "cdc") -> list[dict[str, Any
 # -- replay: the event table, applied in id order to empty copies, must rebuild the tables --
 
 
+def q(name: str) -> str:
+    """A quoted identifier (a name may hold backticks)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
 def _columns(conn: pymysql.Connection[Any], schema: str, table: str) -> dict[str, str]:
     with conn.cursor() as cur:
         cur.execute(
@@ -183,8 +188,10 @@ def replay(conn: pymysql.Connection[Any], tables: list[tuple[str, str]], db: str
         cur.execute("SET time_zone = '+00:00'")
         cur.execute("SET sql_mode = ''")
         for schema, table in tables:
-            cur.execute(f"DROP TABLE IF EXISTS `{schema}`.`{table}__replay`")
-            cur.execute(f"CREATE TABLE `{schema}`.`{table}__replay` LIKE `{schema}`.`{table}`")
+            cur.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(table + '__replay')}")
+            cur.execute(
+                f"CREATE TABLE {q(schema)}.{q(table + '__replay')} LIKE {q(schema)}.{q(table)}"
+            )
         kinds = {t: _columns(conn, *t) for t in tables}
         keys = {t: _primary_key(conn, *t) for t in tables}
         batch: list[list[Any]] = []
@@ -198,19 +205,23 @@ def replay(conn: pymysql.Connection[Any], tables: list[tuple[str, str]], db: str
 
         with reader.cursor(pymysql.cursors.SSCursor) as events_cur:
             events_cur.execute(
-                f"SELECT type, schema_name, table_name, data FROM `{db}`.event ORDER BY id"
+                f"SELECT type, schema_name, table_name, data FROM {q(db)}.event ORDER BY id"
             )
             for kind_of_event, schema, table, data_text in events_cur:
                 target = (schema, table)
                 if target not in kinds:
                     continue
-                name = f"`{schema}`.`{table}__replay`"
+                name = f"{q(schema)}.{q(table + '__replay')}"
                 kind, key, data = kinds[target], keys[target], json.loads(data_text)
+                if kind_of_event == "CASCADE":
+                    flush()
+                    apply_cascade(cur, target, data, kinds)
+                    continue
                 if kind_of_event == "CREATE":
                     row = data["after"]
                     parts = [_sql_value(kind[c], v) for c, v in row.items()]
                     sql = (
-                        f"INSERT INTO {name} ({', '.join(f'`{c}`' for c in row)})"
+                        f"INSERT INTO {name} ({', '.join(f'{q(c)}' for c in row)})"
                         f" VALUES ({', '.join(p for p, _ in parts)})"
                     )
                     if sql != batch_sql or len(batch) >= 5000:
@@ -224,15 +235,15 @@ def replay(conn: pymysql.Connection[Any], tables: list[tuple[str, str]], db: str
                 for c in key or list(before):
                     p, v = _sql_value(kind[c], before[c])
                     if v is None:
-                        where.append(f"`{c}` IS NULL")
+                        where.append(f"{q(c)} IS NULL")
                     else:
-                        where.append(f"`{c}` <=> {p}")
+                        where.append(f"{q(c)} <=> {p}")
                         params.append(v)
                 if kind_of_event == "UPDATE":
                     after = data["after"]
                     sets = [_sql_value(kind[c], v) for c, v in after.items()]
                     assignments = ", ".join(
-                        f"`{c}` = {p}" for c, (p, _) in zip(after, sets, strict=True)
+                        f"{q(c)} = {p}" for c, (p, _) in zip(after, sets, strict=True)
                     )
                     cur.execute(
                         f"UPDATE {name} SET {assignments} WHERE {' AND '.join(where)} LIMIT 1",
@@ -245,6 +256,45 @@ def replay(conn: pymysql.Connection[Any], tables: list[tuple[str, str]], db: str
                     )
         flush()
     reader.close()
+
+
+def _predicate(
+    where: dict[str, Any], kinds: dict[tuple[str, str], dict[str, str]], table: tuple[str, str]
+) -> tuple[str, list[Any]]:
+    """A CASCADE event's `where` as SQL on the replay copies (`{"in": ...}` as a subquery)."""
+    parts, params = [], []
+    for column, value in where.items():
+        if isinstance(value, dict) and "in" in value:
+            ref = value["in"]
+            inner, inner_params = _predicate(ref["where"], kinds, (ref["schema"], ref["table"]))
+            parts.append(
+                f"{q(column)} IN (SELECT {q(ref['column'])} FROM"
+                f" {q(ref['schema'])}.{q(ref['table'] + '__replay')} WHERE {inner})"
+            )
+            params += inner_params
+        else:
+            placeholder, param = _sql_value(kinds[table][column], value)
+            parts.append(f"{q(column)} <=> {placeholder}")
+            params.append(param)
+    return " AND ".join(parts), params
+
+
+def apply_cascade(
+    cur: Any,
+    target: tuple[str, str],
+    data: dict[str, Any],
+    kinds: dict[tuple[str, str], dict[str, str]],
+) -> None:
+    """What a foreign key's cascade did, applied to the replay copy of `target`."""
+    schema, table = target
+    name = f"{q(schema)}.{q(table + '__replay')}"
+    where, params = _predicate(data["where"], kinds, (schema, table))
+    if data["action"] == "DELETE":
+        cur.execute(f"DELETE FROM {name} WHERE {where}", params)
+        return
+    sets = [_sql_value(kinds[schema, table][c], v) for c, v in data["set"].items()]
+    assignments = ", ".join(f"{q(c)} = {p}" for c, (p, _) in zip(data["set"], sets, strict=True))
+    cur.execute(f"UPDATE {name} SET {assignments} WHERE {where}", [v for _, v in sets] + params)
 
 
 def _primary_key(conn: pymysql.Connection[Any], schema: str, table: str) -> list[str]:
@@ -263,11 +313,11 @@ def assert_replay_matches(
     replay(conn, tables, db)
     with conn.cursor() as cur:
         for schema, table in tables:
-            cols = ", ".join(f"`{c}`" for c in _columns(conn, schema, table))
-            order = ", ".join(f"`{c}`" for c in _columns(conn, schema, table))
-            cur.execute(f"SELECT {cols} FROM `{schema}`.`{table}` ORDER BY {order}")
+            cols = ", ".join(f"{q(c)}" for c in _columns(conn, schema, table))
+            order = ", ".join(f"{q(c)}" for c in _columns(conn, schema, table))
+            cur.execute(f"SELECT {cols} FROM {q(schema)}.{q(table)} ORDER BY {order}")
             original = cur.fetchall()
-            cur.execute(f"SELECT {cols} FROM `{schema}`.`{table}__replay` ORDER BY {order}")
+            cur.execute(f"SELECT {cols} FROM {q(schema)}.{q(table + '__replay')} ORDER BY {order}")
             copy = cur.fetchall()
             assert len(original) == len(copy), (
                 f"{schema}.{table}: {len(original)} rows, replay {len(copy)}"

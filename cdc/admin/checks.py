@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 
@@ -69,15 +69,50 @@ def run_checks(dsn: Dsn) -> tuple[ServerInfo, list[Check]]:
             )
             tables = {row[0] for row in cur.fetchall()}
             pending = pending_migrations(cur, dsn.database) if tables == set(OWN_TABLES) else []
+        cascading = _cascading(mysql.foreign_keys(conn))
     finally:
         conn.close()
     checks = _evaluate(info, variables, grants, tables, dsn.database)
+    checks.append(cascading)
     if pending:
         names = ", ".join(m.name for m in pending)
         checks.append(
             Check("event table layout", True, f"older layout ({names}): `cdc run` updates it")
         )
     return info, checks
+
+
+_CASCADING_RULES = ("CASCADE", "SET NULL")
+_LISTED = 20
+
+
+def _cascading(keys: list[tuple[Any, ...]]) -> Check:
+    """The tables that foreign-key cascades change (InnoDB writes no row events for
+    them: cdc emits CASCADE events, see the README)."""
+    found: dict[str, set[str]] = {}
+    for schema, table, _name, _col, ref_schema, ref_table, _ref, on_delete, on_update in keys:
+        rules = [
+            f"ON {kind} {rule}"
+            for kind, rule in (("DELETE", on_delete), ("UPDATE", on_update))
+            if str(rule).upper() in _CASCADING_RULES
+        ]
+        if rules:
+            found.setdefault(f"{schema}.{table}", set()).add(
+                f"{ref_schema}.{ref_table} {', '.join(rules)}"
+            )
+    if not found:
+        return Check("foreign-key cascades", True, "no table is changed by a cascade")
+    listed = [
+        f"{child} (from {'; '.join(sorted(parents))})" for child, parents in sorted(found.items())
+    ]
+    more = f" and {len(listed) - _LISTED} more" if len(listed) > _LISTED else ""
+    return Check(
+        "foreign-key cascades",
+        True,
+        f"{len(found)} table(s) changed by cascades, captured as CASCADE events: "
+        + ", ".join(listed[:_LISTED])
+        + more,
+    )
 
 
 def ensure_capturable(dsn: Dsn) -> ServerInfo:

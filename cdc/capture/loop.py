@@ -115,7 +115,9 @@ class Capture:
                     log.warning(
                         "capture_reconnect",
                         error=str(error),
-                        resume=str(self.status.position),
+                        # Where the next read starts: the stored checkpoint, not where
+                        # the failed read had got to (its open transaction is read again).
+                        resume=str(self.store.committed),
                         retry_in=delay,
                         attempt=attempt,
                     )

@@ -110,9 +110,7 @@ class RedactionPlan:
     def _redact(self, record: ChangeRecord) -> None:
         schema, table, data = record.schema, record.table, record.data
         if record.type == CASCADE:
-            for part in ("where", "set"):
-                if isinstance(data.get(part), dict):
-                    data[part], _ = self._image(schema, table, data[part])
+            self._cascade(record)
             return
         dropped: set[str] = set()
         for part in ("before", "after"):
@@ -129,6 +127,33 @@ class RedactionPlan:
             if rule is not None:
                 value = self._value(rule, record.user_id)
                 record.user_id = None if value is _DROPPED else value
+
+    def _cascade(self, record: ChangeRecord) -> None:
+        """A CASCADE event: its `where` and `set` by the child table's rules (a grandchild's
+        `{"in": {schema, table, column, where}}` by the rules of the table it names), its
+        `user_id` (the cause's) by the cause's table's rule."""
+        data = record.data
+        for part in ("where", "set"):
+            if isinstance(data.get(part), dict):
+                data[part] = self._cascade_values(record.schema, record.table, data[part])
+        cause = record.cause
+        if cause is not None and record.user_id is not None:
+            rule = self.rule(cause.schema, cause.table, self.user_column)
+            if rule is not None:
+                value = self._value(rule, record.user_id)
+                record.user_id = None if value is _DROPPED else value
+
+    def _cascade_values(self, schema: str, table: str, values: dict[str, Any]) -> dict[str, Any]:
+        out, _ = self._image(schema, table, values)
+        nested = {}  # new values, never written into dicts other events may share
+        for column, value in out.items():
+            inner = value.get("in") if isinstance(value, dict) and len(value) == 1 else None
+            if isinstance(inner, dict) and isinstance(inner.get("where"), dict):
+                where = self._cascade_values(
+                    str(inner.get("schema")), str(inner.get("table")), inner["where"]
+                )
+                nested[column] = {"in": {**inner, "where": where}}
+        return {**out, **nested} if nested else out
 
     def _image(
         self, schema: str, table: str, image: dict[str, Any]

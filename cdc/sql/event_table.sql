@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS `cdc_checkpoint` (
   `last_event_id`    BIGINT UNSIGNED  NOT NULL,
   `source_timestamp` DATETIME(6)      NULL COMMENT 'commit time of the last transaction read',
   `server_uuid`      VARCHAR(64)      NULL COMMENT 'identity of the captured server',
+  `column_facts`     LONGTEXT         NULL COMMENT 'MariaDB JSON/UUID/INET columns as of the position (JSON)',
   `updated_at`       DATETIME(6)      NOT NULL,
   PRIMARY KEY (`id`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

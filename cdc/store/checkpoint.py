@@ -1,8 +1,9 @@
 """The checkpoint row: where capture resumes, read by the writer and by `cdc status`.
 
 It holds the binlog position (and GTID state) just after the last transaction whose
-events are stored, the last event id given out, and the captured server's identity; the
-writer updates it in the same transaction as the events.
+events are stored, the column facts as of that position, the last event id given out,
+and the captured server's identity; the writer updates it in the same transaction as
+the events.
 """
 
 from __future__ import annotations
@@ -14,14 +15,20 @@ from typing import Any
 from cdc.models import Position
 from cdc.store.schema import CHECKPOINT, qualified
 
-_SELECT = "SELECT log_file, log_pos, gtid, last_event_id, source_timestamp, updated_at, server_uuid"
+_SELECT = (
+    "SELECT log_file, log_pos, gtid, last_event_id, source_timestamp, updated_at, server_uuid,"
+    " column_facts"
+)
+# column_facts: written when they changed (NULL keeps the stored ones).
 _UPSERT = (
     "INSERT INTO {table} (id, log_file, log_pos, gtid, last_event_id, source_timestamp,"
-    " server_uuid, updated_at) VALUES (1, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))"
+    " server_uuid, column_facts, updated_at)"
+    " VALUES (1, %s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))"
     " ON DUPLICATE KEY UPDATE log_file = VALUES(log_file), log_pos = VALUES(log_pos),"
     " gtid = VALUES(gtid), last_event_id = VALUES(last_event_id),"
     " source_timestamp = COALESCE(VALUES(source_timestamp), source_timestamp),"
     " server_uuid = COALESCE(VALUES(server_uuid), server_uuid),"
+    " column_facts = COALESCE(VALUES(column_facts), column_facts),"
     " updated_at = VALUES(updated_at)"
 )
 
@@ -48,10 +55,9 @@ def read(cur: Any, database: str) -> Checkpoint | None:
     row = cur.fetchone()
     if row is None:
         return None
-    log_file, log_pos, gtid, last_event_id, source_time, updated_at, server = row
-    return Checkpoint(
-        Position(log_file, int(log_pos), gtid), int(last_event_id), source_time, updated_at, server
-    )
+    log_file, log_pos, gtid, last_event_id, source_time, updated_at, server, facts = row
+    position = Position(log_file, int(log_pos), gtid, facts)
+    return Checkpoint(position, int(last_event_id), source_time, updated_at, server)
 
 
 def write(
@@ -61,9 +67,19 @@ def write(
     last_event_id: int,
     source_time: str | None,
     server: str | None,
+    facts: str | None = None,
 ) -> None:
-    """Store the checkpoint (inside the caller's transaction); `source_time` is UTC text."""
+    """Store the checkpoint (inside the caller's transaction); `source_time` is UTC text;
+    `facts` the position's column facts when they changed (None: unchanged)."""
     cur.execute(
         _UPSERT.format(table=qualified(database, CHECKPOINT)),
-        (position.log_file, position.log_pos, position.gtid, last_event_id, source_time, server),
+        (
+            position.log_file,
+            position.log_pos,
+            position.gtid,
+            last_event_id,
+            source_time,
+            server,
+            facts,
+        ),
     )

@@ -79,6 +79,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         lambda cur, db: (column_type(cur, db, EVENT, "type") or "").startswith("enum("),
         lambda db: [f"ALTER TABLE {qualified(db, EVENT)} MODIFY `type` VARCHAR(32) NOT NULL"],
     ),
+    Migration(
+        "checkpoint_column_facts",
+        lambda cur, db: column_type(cur, db, CHECKPOINT, "column_facts") is None,
+        lambda db: [
+            f"ALTER TABLE {qualified(db, CHECKPOINT)} ADD COLUMN `column_facts` LONGTEXT NULL"
+            " AFTER `server_uuid`"
+        ],
+    ),
 )
 
 

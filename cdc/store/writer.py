@@ -18,8 +18,8 @@ from pymysql.constants import ER
 from pymysql.converters import escape_string
 
 from cdc import mysql
-from cdc.errors import StartupError, server_code
-from cdc.models import ChangeRecord, Op, Position, StoredEvent
+from cdc.errors import CaptureError, StartupError, server_code
+from cdc.models import ChangeRecord, Position, StoredEvent
 from cdc.store import checkpoint
 from cdc.store.checkpoint import Checkpoint
 from cdc.store.schema import EVENT, columns, qualified
@@ -72,6 +72,8 @@ class Store:
         self.conn: mysql.Connection | None = None
         self.last_id = 0
         self.committed: Position | None = None  # the stored checkpoint's position
+        self._facts: str | None = None  # the column facts the checkpoint holds
+        self._max_packet = 16 * 1024 * 1024  # the server's max_allowed_packet, read at connect
         self._insert = _INSERT.replace("{database}", dsn.database)
         self._pending_id = 0
         self._open = False
@@ -79,7 +81,7 @@ class Store:
         self.overflowed = False
         self.events_in_txn = 0
         # Per (schema, table, type): the escaped SQL middle of a row, and the metrics key.
-        self._shapes: dict[tuple[str, str, Op], tuple[str, tuple[str, str, str]]] = {}
+        self._shapes: dict[tuple[str, str, str], tuple[str, tuple[str, str, str]]] = {}
         # Events per (schema, table, type) in the open sink transaction, for the metrics.
         self.counts: dict[tuple[str, str, str], int] = {}
         # VALUES tuples not yet sent: sent when they reach MAX_STATEMENT_BYTES or at commit.
@@ -99,6 +101,8 @@ class Store:
             # the session uses it whatever the server's default sql_mode.
             cur.execute("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cur.execute("SELECT @@max_allowed_packet")
+            self._max_packet = int(cur.fetchone()[0])
         self.conn.commit()
 
     def close(self) -> None:
@@ -148,6 +152,7 @@ class Store:
             )
         self.last_id = stored.last_event_id
         self.committed = stored.position
+        self._facts = stored.position.column_facts
         return stored
 
     # -- writing ----------------------------------------------------------------------
@@ -198,6 +203,9 @@ class Store:
                 )
             user_id = _text(record.user_id)
             row_id = _text(record.row_id)
+            if record.cause is not None:  # a CASCADE event names its cause by id
+                record.data["cause"] = record.cause.id
+                record.cause = None  # the cause's images need not stay in memory
             data = orjson.dumps(record.data).decode()
             # JSON text has no raw control characters: only \ and ' need escaping in SQL.
             part = (
@@ -205,6 +213,12 @@ class Store:
                 f"'{data.replace(_BACKSLASH, _BACKSLASH2).replace(_QUOTE, _QUOTE2)}',"
                 f"'{txn}')"
             )
+            if len(part) * 4 > self._max_packet - 4096:  # one character is 1 to 4 bytes
+                self._too_big(record, part)
+                if size:  # a big event goes alone, not after a statement full of others
+                    self._parts, self._size = parts, size
+                    self._flush()
+                    parts, size = self._parts, 0
             parts.append(part)
             size += len(part)
             if keep:
@@ -234,6 +248,21 @@ class Store:
             self.published = []
             self.overflowed = True
 
+    def _too_big(self, record: ChangeRecord, part: str) -> None:
+        """Refuse an event the server cannot take in one statement (nothing is lost: the
+        capture stops, and resumes at this change once the server takes it)."""
+        size = len(part.encode())
+        if size <= self._max_packet - 4096:
+            return
+        mb = -(-size // (1024 * 1024))
+        raise CaptureError(
+            f"an event of `{record.schema}`.`{record.table}` is {mb} MB, more than the event "
+            f"server's max_allowed_packet ({self._max_packet // (1024 * 1024)} MB)",
+            fix=f"SET GLOBAL max_allowed_packet = {max(64, 2 * mb)} * 1024 * 1024 (and in "
+            "my.cnf), or --binary base64 for big binary columns; then restart cdc: it resumes "
+            "at this change",
+        )
+
     def _flush(self) -> None:
         """One multi-row INSERT for everything added since the last one: few round trips."""
         if self._parts:
@@ -254,6 +283,8 @@ class Store:
         self.conn.commit()
         self.last_id = self._pending_id
         self.committed = position
+        if position.column_facts is not None:
+            self._facts = position.column_facts
         self._open = False
         return time.perf_counter() - started
 

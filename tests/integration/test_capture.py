@@ -222,3 +222,30 @@ def test_create_table_select_with_json_and_uuid_columns(db: tuple[MariaDB, str, 
         "j": {"a": 1},
         "u": "123e4567-e89b-12d3-a456-426614174000",
     }
+
+
+def test_every_event_of_a_transaction_has_its_commit_time(db: tuple[MariaDB, str, Any]) -> None:
+    """A transaction whose statements span more than a second: the events carry the time
+    of its commit (the GTID event's), not the row events' statement times."""
+    server, app, conn = db
+    run_sql(conn, f"CREATE TABLE `{app}`.t (id INT PRIMARY KEY)")
+    proc = start_daemon(server, db=f"{app}_cdc")
+    try:
+        wait_ready(conn, proc, f"{app}_cdc")
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("SELECT UTC_TIMESTAMP()")
+            first_statement = cur.fetchone()[0]
+            cur.execute(f"INSERT INTO `{app}`.t VALUES (1)")
+            cur.execute("DO SLEEP(1.5)")
+            cur.execute(f"INSERT INTO `{app}`.t VALUES (2)")
+            cur.execute("COMMIT")
+            cur.execute("SELECT UTC_TIMESTAMP()")
+            committed = cur.fetchone()[0]
+        wait_for_events(conn, 2, proc=proc, db=f"{app}_cdc")
+    finally:
+        code, log = stop_daemon(proc)
+    assert code == 0, log
+    stamps = [e["timestamp"] for e in events(conn, f"{app}_cdc")]
+    assert stamps[0] == stamps[1]
+    assert first_statement < stamps[0] <= committed

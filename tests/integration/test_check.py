@@ -112,3 +112,19 @@ def test_wrong_password_says_so(mariadb: MariaDB) -> None:
     done = check(f"mysql://root:nope@127.0.0.1:{mariadb.port}/cdc")
     assert done.returncode == 3
     assert "cannot connect" in done.stderr and "password" in done.stderr
+
+
+def test_check_lists_the_tables_cascades_change(mariadb: MariaDB) -> None:
+    conn = mariadb.connect()
+    with conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS check_fk")
+        cur.execute("CREATE DATABASE check_fk")
+        cur.execute("CREATE TABLE check_fk.parent (id INT PRIMARY KEY)")
+        cur.execute(
+            "CREATE TABLE check_fk.child (id INT PRIMARY KEY, p INT,"
+            " FOREIGN KEY (p) REFERENCES check_fk.parent (id) ON DELETE CASCADE)"
+        )
+    conn.close()
+    done = check(f"mysql://root@127.0.0.1:{mariadb.port}/check_ok")
+    assert "foreign-key cascades" in done.stdout
+    assert "check_fk.child (from check_fk.parent ON DELETE CASCADE)" in done.stdout

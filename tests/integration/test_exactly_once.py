@@ -277,6 +277,12 @@ def test_lost_connection_and_server_restart(app: tuple[MariaDB, str, Any]) -> No
         code, err = stop_daemon(proc)
     assert code == 0, err
     assert "capture_reconnect" in err
+    # The reconnect names the position the next read really starts from.
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    for i, line in enumerate(lines):
+        if line["event"] == "capture_reconnect":
+            start = next(later for later in lines[i:] if later["event"] == "capture_start")
+            assert line["resume"] == start["position"], (line, start)
     assert_ids_gapless(conn, db)
     assert_replay_matches(conn, captured(db), f"{db}_cdc")
 

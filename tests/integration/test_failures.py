@@ -135,3 +135,56 @@ def test_revoked_privilege_stops_with_the_grant(app: tuple[MariaDB, str, Any]) -
             stop_daemon(proc)
     assert code == 1
     assert "lacks a privilege" in log and "GRANT REPLICATION SLAVE" in log
+
+
+def test_compressed_events_stop_capture_instead_of_vanishing(app: tuple[MariaDB, str, Any]) -> None:
+    """A setting turned on under a running daemon writes events the binlog library would
+    drop in silence: capture stops at the first, naming the setting."""
+    server, db, conn = app
+    with conn.cursor() as cur:
+        cur.execute(f"ALTER TABLE `{db}`.t ADD COLUMN big TEXT")
+    proc = start_daemon(server, db=f"{db}_cdc")
+    try:
+        wait_ready(conn, proc, f"{db}_cdc")
+        with conn.cursor() as cur:
+            cur.execute(f"INSERT INTO `{db}`.t VALUES (1, 1, 'small')")
+            cur.execute("SET GLOBAL log_bin_compress = ON")
+            cur.execute(f"INSERT INTO `{db}`.t VALUES (2, 2, REPEAT('x', 5000))")
+        code, log = wait_exit(proc)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("SET GLOBAL log_bin_compress = OFF")
+        if proc.poll() is None:
+            stop_daemon(proc)
+    assert code == 1
+    assert "log_bin_compress = OFF" in log
+    assert [e["row_id"] for e in events(conn, f"{db}_cdc")] == ["1"]
+
+
+def test_an_event_too_big_for_the_server_stops_then_resumes(app: tuple[MariaDB, str, Any]) -> None:
+    """An event bigger than the server's max_allowed_packet: capture stops naming the
+    setting, loses nothing, and takes the event once the server allows it."""
+    server, db, conn = app
+    with conn.cursor() as cur:
+        cur.execute(f"ALTER TABLE `{db}`.t ADD COLUMN big LONGBLOB")
+        cur.execute(f"INSERT INTO `{db}`.t VALUES (1, 1, REPEAT('a', 1500000))")
+        cur.execute("SET GLOBAL max_allowed_packet = 4 * 1024 * 1024")
+    try:
+        proc = start_daemon(server, "--from-now", db=f"{db}_cdc")
+        wait_ready(conn, proc, f"{db}_cdc")
+        with conn.cursor() as cur:  # before and after image, in hex: about 6 MB
+            cur.execute(f"UPDATE `{db}`.t SET v = 2, big = REPEAT('b', 1500000) WHERE id = 1")
+        code, log = wait_exit(proc)
+        assert code == 1
+        assert "max_allowed_packet" in log and "resumes at this change" in log
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("SET GLOBAL max_allowed_packet = 64 * 1024 * 1024")
+    proc = start_daemon(server, db=f"{db}_cdc")
+    try:
+        wait_for_events(conn, 1, proc=proc, db=f"{db}_cdc")
+    finally:
+        code, log = stop_daemon(proc)
+    assert code == 0, log
+    (event,) = events(conn, f"{db}_cdc")
+    assert event["type"] == "UPDATE" and event["data"]["changed"] == ["v", "big"]

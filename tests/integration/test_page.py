@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import threading
@@ -14,7 +15,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.e2e_support import Setup, healthy, start, stop, writer
-from tests.http_support import EventDb, running
+from tests.http_support import EventDb, make_event, running
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -86,6 +87,26 @@ async def test_history_then_live_newest_on_top(browser: Browser, event_db: Event
         assert await row_ids(page) == [8, 7, 6, 5, 4, 3]
         assert "patient 8" in await page.locator("#events tr").first.inner_text()
         assert errors == []
+
+
+async def test_cascade_events_show_their_predicate(browser: Browser, event_db: EventDb) -> None:
+    async with running(event_db) as app:
+        page = await browser.new_page()
+        await page.goto(app.url + "/")
+        await expect(page.locator("#status")).to_have_attribute("data-state", "live")
+        app.commit(1, type="DELETE", table="patient", timestamp=recent(0))
+        data = {"action": "SET NULL", "where": {"patient_id": 1}, "set": {"patient_id": None}}
+        cascade = make_event(2, table="invoice", type="DELETE", timestamp=recent(0))
+        cascade = cascade._replace(
+            type="CASCADE", row_id=None, data=json.dumps(data | {"cause": 1})
+        )
+        event_db.insert([cascade])
+        app.hub.publish([cascade])
+        first = page.locator("#events tr").first
+        await expect(first).to_have_attribute("data-id", "2")
+        await expect(first.locator("td.type")).to_have_text("CASCADE")
+        await expect(first.locator("td.what")).to_contain_text("SET NULL where patient_id=1")
+        await expect(first.locator("td.what")).to_contain_text("set patient_id=null")
 
 
 async def test_filters_by_type_and_table(browser: Browser, event_db: EventDb) -> None:

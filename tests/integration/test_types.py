@@ -1,4 +1,4 @@
-"""Every column type from a real MariaDB binlog through the library path and cdc.mapper.
+"""Every column type from a real MariaDB binlog through the library path (rows/render.py).
 
 Rendered values are checked against literals, against what MariaDB itself shows for the
 same row, and by replaying them into an empty copy of the table.
@@ -17,13 +17,20 @@ import orjson
 import pymysql
 import pytest
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    TableMapEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
 
 from cdc import values
 from cdc._testing.mariadb import MariaDB
 from cdc.capture import records
+from cdc.capture.binlog import images, library
 from cdc.capture.binlog.rows import render as mapper
 from cdc.capture.binlog.rows import types
+from cdc.capture.binlog.table_map import enum_and_set_labels
 from cdc.capture.binlog.tables import table_from_library
 from cdc.models import Op, RowChange, Table
 
@@ -235,22 +242,15 @@ EXPECTED: dict[int, dict[str, Any]] = {
         "j": {}, "u": "00000000-0000-0000-0000-000000000001", "i4": "0.0.0.1",
         "i6": "::ffff:1.2.3.4", "g": None,
     },
+    # Partial dates, shown as MariaDB shows them (the library alone gives None for them).
     6: dict.fromkeys(NAMES)
     | {
-        "da": "0000-00-00",
-        "dt0": "0000-00-00T00:00:00",
-        "dt3": "0000-00-00T00:00:00.000",
+        "da": "2026-00-00",
+        "dt0": "2026-05-00T01:02:03",
+        "dt3": "0000-01-01T00:00:00.500",
         "dt6": "0000-00-00T00:00:00.000000",
     },
 }  # fmt: skip
-
-# What MariaDB shows where the library path loses the value (see mapper.render_value).
-LIBRARY_LOSSES = {
-    (6, "da"): "2026-00-00",
-    (6, "dt0"): "2026-05-00 01:02:03",
-    (6, "dt3"): "0000-01-01 00:00:00.500",
-}
-
 
 # -- helpers --------------------------------------------------------------------------------
 
@@ -299,22 +299,35 @@ def logical_types(conn: pymysql.Connection) -> dict[str, dict[str, str]]:  # typ
 def read_binlog(
     server: MariaDB, start: tuple[str, int], logical: dict[str, dict[str, str]]
 ) -> Iterator[tuple[Table, str, dict[str, Any], dict[str, Any] | None]]:
-    """(table, event kind, rendered row, rendered after image for updates) from `start`."""
+    """(table, event kind, rendered row, rendered after image for updates) from `start`.
+
+    The library path as the binlog source runs it: each TableMap's table swapped for the
+    copy the library decodes without loss, our `Table` built with the raw ENUM/SET labels.
+    """
     stream = BinLogStreamReader(
         connection_settings={"host": "127.0.0.1", "port": server.port, "user": "root"},
         server_id=next(_SERVER_IDS),
         blocking=False,
-        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
+        only_events=[TableMapEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
         is_mariadb=False,
         resume_stream=True,
         log_file=start[0],
         log_pos=start[1],
     )
+    tables: dict[int, Table] = {}
     try:
         for event in stream:
             if event.schema != DB:
                 continue
-            table = table_from_library(stream.table_map[event.table_id], logical.get(event.table))
+            if isinstance(event, TableMapEvent):
+                original = event.get_table()
+                labels = enum_and_set_labels(library.table_map_body(event))
+                tables[event.table_id] = table_from_library(
+                    original, logical.get(event.table), labels
+                )
+                stream.table_map[event.table_id] = images.for_library_decoding(original)
+                continue
+            table = tables[event.table_id]
             kind = type(event).__name__
             for row in event.rows:
                 if isinstance(event, UpdateRowsEvent):
@@ -486,9 +499,6 @@ def test_values_are_what_mariadb_shows(
     exprs = {name: expr for name, _, expr in COLUMNS}
     for row_id, row in shown(conn, "alltypes", exprs).items():
         for name, text in row.items():
-            if (row_id, name) in LIBRARY_LOSSES:
-                assert text == LIBRARY_LOSSES[row_id, name]
-                continue
             value = rendered[row_id][name]
             column = table.columns[NAMES.index(name) + 1]
             if column.logical == "json" and text is not None:
@@ -503,10 +513,7 @@ def test_replay_into_a_copy_gives_the_same_rows(
     conn: pymysql.Connection,  # type: ignore[type-arg]
 ) -> None:
     table, rendered = all_types
-    # Row 6 holds partial zero dates, which the library path cannot recover.
-    replay(conn, "alltypes", table, [row for row_id, row in rendered.items() if row_id != 6])
-    with conn.cursor() as cur:
-        cur.execute("DELETE FROM alltypes WHERE id = 6")
+    replay(conn, "alltypes", table, list(rendered.values()))
     assert_same_tables(conn, "alltypes", table)
 
 

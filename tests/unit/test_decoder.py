@@ -9,7 +9,7 @@ and compared value for value.
 from __future__ import annotations
 
 import datetime as dt
-import math
+import json
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ from cdc.capture.binlog.rows import conversions
 from cdc.capture.binlog.rows import types as T
 from cdc.capture.binlog.rows.binary_json import mysql_json
 from cdc.models import Column, Table
+from tests.binlog_encoding import encode_time2, fraction_bytes, truncate
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -160,20 +161,6 @@ def date_case() -> st.SearchStrategy[Case]:
     )
 
 
-def fraction_bytes(micro: int, fsp: int) -> bytes:
-    if fsp in (1, 2):
-        return (micro // 10000).to_bytes(1, "big")
-    if fsp in (3, 4):
-        return (micro // 100).to_bytes(2, "big")
-    if fsp in (5, 6):
-        return micro.to_bytes(3, "big")
-    return b""
-
-
-def truncate(micro: int, fsp: int) -> int:
-    return micro // 10 ** (6 - fsp) * 10 ** (6 - fsp)
-
-
 @st.composite
 def datetime2_case(draw: st.DrawFn) -> Case:
     fsp = draw(st.integers(0, 6))
@@ -208,29 +195,6 @@ def timestamp2_case(draw: st.DrawFn) -> Case:
         return raw, text + "Z"
 
     return Case(Column("c", T.TIMESTAMP2, fsp=fsp), value())
-
-
-def c_remainder(x: int, m: int) -> int:
-    """C's % (the sign of the dividend), which MySQL's packed-time macros use."""
-    return int(math.copysign(abs(x) % m, x)) if x else 0
-
-
-def c_divide(x: int, m: int) -> int:
-    return -(-x // m) if x < 0 else x // m
-
-
-def encode_time2(packed: int, fsp: int) -> bytes:
-    """MySQL's my_time_packed_to_binary."""
-    int_part = packed >> 24  # arithmetic shift, as MY_PACKED_TIME_GET_INT_PART
-    frac = c_remainder(packed, 1 << 24)
-    head = (int_part + 0x800000).to_bytes(3, "big")
-    if fsp in (1, 2):
-        return head + (c_divide(frac, 10000) & 0xFF).to_bytes(1, "big")
-    if fsp in (3, 4):
-        return head + (c_divide(frac, 100) & 0xFFFF).to_bytes(2, "big")
-    if fsp in (5, 6):
-        return (packed + 0x800000000000).to_bytes(6, "big")
-    return head
 
 
 @st.composite
@@ -641,8 +605,61 @@ def test_decoding_faults_are_reported_not_guessed() -> None:
         fast.decode(row + b"\0" * 9, 0, len(row) + 1)  # the same, within the buffer
     with pytest.raises(ValueError, match="end"):
         fast.decode(row[:-3] + b"\x05abcdefgh", 0, len(row))  # a length beyond the event
-    with pytest.raises(UnicodeDecodeError):
-        fast.decode(row[:-2] + b"\xff\xfe", 0, len(row))
+    # Bytes not valid in the column's character set are no fault: they are kept exactly.
+    assert fast.decode(row[:-2] + b"\xff\xfe", 0, len(row)) == [
+        {"c": 1, "d": {"charset": "utf8", "hex": "fffe"}}
+    ]
+    assert fast.noticed == [("d", rendering.UndecodableText)]
+    fast.noticed.clear()
+
+
+@pytest.mark.parametrize(
+    ("charset", "raw", "expected"),
+    [
+        ("utf8", b"ok \xed\xa0\xbd", {"charset": "utf8", "hex": "6f6b20eda0bd"}),  # a surrogate
+        ("utf8", "café".encode(), "café"),
+        ("cp1252", b"\x81\xe9", "\x81é"),  # MySQL's latin1: 0x81 is the C1 control
+        ("sjis", "鉄".encode("shift_jis"), "鉄"),
+        ("sjis", b"\x81", {"charset": "sjis", "hex": "81"}),
+        ("utf16", "é".encode("utf-16-be"), "é"),
+        ("ucs2", b"\x00", {"charset": "ucs2", "hex": "00"}),
+        ("swe7", b"abc", {"charset": "swe7", "hex": "616263"}),  # no Python codec: the bytes
+    ],
+)
+def test_text_in_every_character_set(charset: str, raw: bytes, expected: Any) -> None:
+    table = Table("s", "t", (Column("c", T.BLOB, charset=charset, length_size=2),))
+    fast = decoder.decoder_for(table)
+    image = b"\0" + len(raw).to_bytes(2, "little") + raw
+    assert fast.decode(image, 0, len(image)) == [{"c": expected}]
+    fast.noticed.clear()
+
+
+def test_mysql_json_deeper_than_an_event_holds_is_kept_as_text() -> None:
+    from pymysqlreplication.json_binary import parse_json
+
+    shallow, deep = [[1]] * 2, [1]
+    for _ in range(40):
+        deep = [deep]
+    for value in (shallow, deep):
+        raw = jsonb(value)
+        assert parse_json(raw[0], raw[1:]) is not None  # what MySQL wrote
+        decoded = mysql_json(raw)
+        if value is shallow:
+            assert decoded == value
+        else:
+            assert decoded == json.dumps(value).replace(" ", "")
+            assert isinstance(decoded, rendering.UnparsedJson)
+
+
+def test_json_text_that_cannot_be_json_is_kept_as_text() -> None:
+    column = Column("j", T.BLOB, charset="utf8mb4", length_size=4, logical="json")
+    fast = decoder.decoder_for(Table("s", "t", (column,)))
+    deep = "[" * 300 + "]" * 300
+    for text, expected in (('{"a": [1]}', {"a": [1]}), ("not json", "not json"), (deep, deep)):
+        image = b"\0" + len(text).to_bytes(4, "little") + text.encode()
+        assert fast.decode(image, 0, len(image)) == [{"j": expected}]
+    assert [kind for _, kind in fast.noticed] == [rendering.UnparsedJson] * 2
+    fast.noticed.clear()
 
 
 @pytest.mark.parametrize(
@@ -652,7 +669,6 @@ def test_decoding_faults_are_reported_not_guessed() -> None:
         Column("c", T.VAR_STRING, charset="utf8", max_length=10),
         Column("c", 20),  # MySQL's typed array (functional indexes)
         Column("c", T.VARCHAR, charset=None, max_length=10),  # no binlog_row_metadata=FULL
-        Column("c", T.VARCHAR, charset="swe7", max_length=10),  # no Python codec
         Column("c", T.ENUM, size=1),  # no ENUM values in the binlog
         Column("c", T.SET, size=1),
         Column("c", T.BLOB, charset="binary", length_size=0),

@@ -128,34 +128,64 @@ def test_the_user_column_redacts_user_id_the_same_way(action: str, expected: Any
     assert r.data["after"].get("user_id", None) == expected
 
 
+def cascade(table: str, data: dict[str, Any], cause: ChangeRecord | None) -> ChangeRecord:
+    return ChangeRecord(
+        type=CASCADE,  # type: ignore[arg-type]
+        schema="hosp",
+        table=table,
+        row_id=None,
+        user_id=7,  # the cause's, as capture/cascades.py copies it
+        data=data,
+        timestamp=0.0,
+        txn="0-1-2",
+        cause=cause,
+    )
+
+
 def test_cascade_records_are_redacted_by_the_child_tables_rules() -> None:
     rules = plan(
         {"columns": ["hosp.visit.phone"], "action": "mask"},
         {"columns": ["hosp.visit.patient_id"], "action": "hash", "hash_key_file": "/k"},
-        {"columns": ["hosp.visit.note"], "action": "drop"},
+        {"columns": ["hosp.visit.note", "hosp.patient.user_id"], "action": "drop"},
     )
-    cascade = ChangeRecord(
-        type=CASCADE,  # type: ignore[arg-type]  # the lead's records carry this name
-        schema="hosp",
-        table="visit",
-        row_id=None,
-        user_id=None,
-        data={
+    parent = record(Op.DELETE, dict(ROW), None)
+    child = cascade(
+        "visit",
+        {
             "action": "SET NULL",
             "where": {"patient_id": 42},
             "set": {"phone": "+243 81 555 0101", "note": "x", "ward": "B"},
-            "cause": 1017,
         },
-        timestamp=0.0,
-        txn="0-1-2",
+        parent,
     )
-    rules.apply([cascade])
-    assert cascade.data == {
+    # A grandchild's rows are "those of visit matching where": that where is visit's.
+    grandchild = cascade(
+        "note",
+        {
+            "action": "DELETE",
+            "where": {
+                "visit_id": {
+                    "in": {
+                        "schema": "hosp",
+                        "table": "visit",
+                        "column": "id",
+                        "where": {"patient_id": 42},
+                    }
+                }
+            },
+        },
+        parent,
+    )
+    rules.apply([parent, child, grandchild])
+    assert child.data == {
         "action": "SET NULL",
         "where": {"patient_id": hmac_of(42)},
         "set": {"phone": MASK, "ward": "B"},
-        "cause": 1017,
     }
+    inner = grandchild.data["where"]["visit_id"]["in"]
+    assert inner["where"] == {"patient_id": hmac_of(42)} and inner["column"] == "id"
+    # The cause's user column is dropped: so is the user_id its cascades carry.
+    assert parent.user_id is None and child.user_id is None and grandchild.user_id is None
 
 
 def test_the_strongest_rule_wins_and_tables_without_rules_are_untouched() -> None:

@@ -6,8 +6,9 @@
   a repeated TableMap event from the first parse of the same bytes. It is installed by
   the source when it opens a stream and removed when the last one closes: nothing is
   patched on import.
-- `FastRows` reads a rows event's images with the compiled decoder, where the library
-  stopped; `library_changes` is the library's own decoding, rendered by our rules.
+- The events it leaves unparsed are read here where they matter: MySQL's commit times,
+  and the events that cannot be captured (`undecodable`), which stop capture.
+The row images themselves are read in images.py.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from pymysqlreplication.event import (
     GtidEvent,
     HeartbeatLogEvent,
     MariadbGtidEvent,
+    NotImplementedEvent,
     QueryEvent,
     RotateEvent,
     XidEvent,
 )
 from pymysqlreplication.row_event import (
     DeleteRowsEvent,
+    PartialUpdateRowsEvent,
     TableMapEvent,
     UpdateRowsEvent,
     WriteRowsEvent,
@@ -39,17 +42,16 @@ from pymysqlreplication.row_event import (
 from pymysqlreplication.table import Table as LibraryTable
 
 from cdc import mysql
-from cdc.capture.binlog.rows import compiled
-from cdc.capture.binlog.rows.render import render_row
-from cdc.errors import ConnectionLost, DecodeError
-from cdc.models import Op, Position, Row, RowChange, Table
+from cdc.errors import ConnectionLost
+from cdc.models import Op, Position
 
 if TYPE_CHECKING:
-    from cdc.settings import Binary, CaptureSettings, Dsn
+    from cdc.settings import CaptureSettings, Dsn
 
 log = structlog.get_logger("cdc.reader")
 
 EVENTS = (
+    TableMapEvent,  # to read its raw ENUM/SET labels, and to adapt its table (below)
     WriteRowsEvent,
     UpdateRowsEvent,
     DeleteRowsEvent,
@@ -59,6 +61,8 @@ EVENTS = (
     GtidEvent,
     MariadbGtidEvent,
     HeartbeatLogEvent,
+    NotImplementedEvent,  # MySQL's Anonymous_GTID events (their commit time), and refusals
+    PartialUpdateRowsEvent,  # refused: see UNDECODABLE
 )
 """The events the source reads (TableMap events are always parsed by the library)."""
 
@@ -105,12 +109,72 @@ def open_stream(
         auto_position=gtid,
         is_mariadb=bool(gtid) and is_mariadb,
         only_events=list(EVENTS),
+        filter_non_implemented_events=False,  # see UNDECODABLE
         ignored_schemas=ignored_schemas,
         slave_heartbeat=settings.binlog_heartbeat,
         pymysql_wrapper=_NoSilentReconnect,
         enable_logging=False,
     )
     return stream
+
+
+# MySQL's Anonymous_GTID event (gtid_mode OFF): a GTID event without a GTID, which the
+# library leaves unparsed; it carries the transaction's commit time all the same.
+ANONYMOUS_GTID_LOG_EVENT = 34
+_HEADER = 20  # the OK byte and the 19-byte event header before an event's body
+_COMMIT_TIMES_AT = 42  # flags, sid, gno, lt_type, last_committed, sequence_number
+
+
+# Events whose changes the library cannot decode (it would drop them silently): each
+# stops capture with the setting that causes it.
+UNDECODABLE = {
+    39: "a partial JSON update (binlog_row_value_options = PARTIAL_JSON); "
+    "set binlog_row_value_options = '' (globally and in the session that set it)",
+    40: "a compressed transaction payload (binlog_transaction_compression = ON); "
+    "set binlog_transaction_compression = OFF",
+    42: "a tagged GTID (MySQL 8.3+ gtid_next with a tag), which the binlog library cannot read; "
+    "do not use tagged GTIDs on a captured server",
+    **dict.fromkeys(
+        range(165, 172),
+        "a compressed event (log_bin_compress = ON); set log_bin_compress = OFF",
+    ),
+}
+
+
+def undecodable(event: Any) -> str | None:
+    """Why this event cannot be captured, or None for an event the source handles."""
+    if type(event) is PartialUpdateRowsEvent:
+        return UNDECODABLE[39]
+    if type(event) is NotImplementedEvent:
+        return UNDECODABLE.get(event.packet.event_type)
+    return None
+
+
+def is_anonymous_gtid(event: Any) -> bool:
+    return type(event) is NotImplementedEvent and event.packet.event_type == (
+        ANONYMOUS_GTID_LOG_EVENT
+    )
+
+
+def mysql_commit_time(event: Any) -> float | None:
+    """The commit time of a MySQL (Anonymous_)GTID event's transaction, in seconds, from
+    its `original_commit_timestamp` (MySQL 8.0.1+; microseconds); None before 8.0.1."""
+    raw = event.packet.packet._data
+    return commit_time_of_gtid_body(raw[_HEADER : _HEADER + event.event_size])
+
+
+def commit_time_of_gtid_body(body: bytes) -> float | None:
+    """The original commit time in a GTID event body: after the logical timestamps come
+    `immediate_commit_timestamp` (7 bytes, little-endian, microseconds) and, when its top
+    bit is set, `original_commit_timestamp` (7 bytes); otherwise the two are the same."""
+    at = _COMMIT_TIMES_AT
+    if len(body) < at + 7:
+        return None
+    immediate = int.from_bytes(body[at : at + 7], "little")
+    original = immediate & ~(1 << 55)
+    if immediate & (1 << 55) and len(body) >= at + 14:
+        original = int.from_bytes(body[at + 7 : at + 14], "little")
+    return original / 1_000_000 if original else None
 
 
 # -- reuse of parsed TableMap events --------------------------------------------------
@@ -217,109 +281,6 @@ def hook_installed() -> bool:
     return TableMapEvent.__init__ is _table_map_init
 
 
-# -- row images --------------------------------------------------------------------------
-
-_reported: set[tuple[str, str, str]] = set()
-
-
-def log_fallback(table: Table, reason: str) -> None:
-    """One log line per table and reason: its rows go through the library's decoder."""
-    key = (table.schema, table.name, reason)
-    if key not in _reported:
-        if len(_reported) > 10_000:
-            _reported.clear()
-        _reported.add(key)
-        log.warning("fast_decoder_fallback", schema=table.schema, table=table.name, reason=reason)
-
-
-class FastRows:
-    """A table's rows events as row changes, through its compiled decoder.
-
-    The decoder reads the row images straight from the event's buffer, where the
-    library stopped (after the columns-present bitmaps; the library pushes bytes back
-    into its own buffer only while it decodes rows itself, which it has not done for
-    this event). An event it was not compiled for (a row image without every column)
-    or a decoding fault sends this table to the library's decoder for good, with one
-    log line: a value is never guessed.
-    """
-
-    def __init__(self, decoder: compiled.RowDecoder, binary: Binary) -> None:
-        self.decoder = decoder
-        self.table = decoder.table
-        self.binary = binary
-        count = len(self.table.columns)
-        # The columns-present bitmap of a full row image: every column's bit set.
-        self.present = ((1 << count) - 1).to_bytes((count + 7) // 8, "little")
-        self.usable = True
-
-    def __call__(self, op: Op, event: Any) -> Iterator[RowChange]:
-        table = self.table
-        images = self._decode(op, event) if self.usable else None
-        if images is None:
-            yield from library_changes(table, op, event, self.binary)
-        elif op is Op.CREATE:
-            for after in images:
-                yield RowChange(op, table, None, after)
-        elif op is Op.DELETE:
-            for before in images:
-                yield RowChange(op, table, before, None)
-        else:
-            for before, after in zip(images[0::2], images[1::2], strict=True):
-                yield RowChange(op, table, before, after)
-
-    def _decode(self, op: Op, event: Any) -> list[Row] | None:
-        packet = event.packet
-        raw = packet.packet
-        if event.columns_present_bitmap != self.present or (
-            op is Op.UPDATE and event.columns_present_bitmap2 != self.present
-        ):
-            self._give_up("a row image without every column (binlog_row_image is not FULL)")
-            return None
-        start = raw._position
-        # event_size excludes the header and the checksum; read_bytes counts the body read.
-        end = start + event.event_size - packet.read_bytes
-        try:
-            images = self.decoder.decode(raw._data, start, end)
-        except Exception as error:  # a decoder fault: the library decodes this table from now on
-            self._give_up(f"the compiled decoder failed: {type(error).__name__}: {error}")
-            return None
-        raw._position = end
-        packet.read_bytes = event.event_size
-        return images
-
-    def _give_up(self, reason: str) -> None:
-        self.usable = False
-        log_fallback(self.table, reason)
-
-
-def fast_rows(table: Table, binary: Binary) -> FastRows | None:
-    """The compiled decoder of this table version, or None (with one log line) for the library."""
-    try:
-        decoder = compiled.decoder_for(table, binary)
-    except compiled.Unsupported as reason:
-        log_fallback(table, str(reason))
-        return None
-    return FastRows(decoder, binary)
-
-
-def library_changes(table: Table, op: Op, event: Any, binary: Binary) -> Iterator[RowChange]:
-    """The library's rows of one event, rendered by our rules."""
-    try:
-        for row in event.rows:
-            if op is Op.UPDATE:
-                before = render_row(table, row["before_values"], row["before_none_sources"], binary)
-                after = render_row(table, row["after_values"], row["after_none_sources"], binary)
-                yield RowChange(op, table, before, after)
-            else:
-                values = render_row(table, row["values"], row["none_sources"], binary)
-                if op is Op.CREATE:
-                    yield RowChange(op, table, None, values)
-                else:
-                    yield RowChange(op, table, values, None)
-    except DecodeError:
-        raise
-    except Exception as error:
-        raise DecodeError(
-            f"cannot decode a row of {table.qualified} before {event.packet.log_pos}: {error}",
-            fix="report this binlog position; capture stopped without skipping it",
-        ) from error
+def table_map_body(event: Any) -> bytes:
+    """The raw body of a TableMap event (header and checksum excluded)."""
+    return bytes(event.packet.packet._data[_HEADER : _HEADER + event.event_size])

@@ -25,12 +25,17 @@ from pymysqlreplication.event import (
     RotateEvent,
     XidEvent,
 )
+from pymysqlreplication.row_event import TableMapEvent
 
 from cdc import mysql
-from cdc.capture.binlog import library
+from cdc.capture.binlog import images, library
+from cdc.capture.binlog.ddl import interpret
+from cdc.capture.binlog.facts import ColumnFacts
 from cdc.capture.binlog.filters import SYSTEM_SCHEMAS, TableFilter
 from cdc.capture.binlog.gtid import GtidState
-from cdc.capture.binlog.tables import Logical, load_logical_types, table_from_library
+from cdc.capture.binlog.table_map import enum_and_set_labels
+from cdc.capture.binlog.tables import load_facts, read_facts, table_from_library
+from cdc.capture.cascades import Cascades, foreign_keys
 from cdc.capture.records import to_record
 from cdc.errors import CaptureError, ConnectionLost, classify
 from cdc.models import ChangeRecord, Changes, Commit, Heartbeat, Item, Op, Position, RowChange
@@ -88,6 +93,7 @@ class _Transaction:
     foreign: bool = False  # it changed anything but the daemon's own tables
     open: bool = False  # after BEGIN (or a MariaDB GTID of a transaction), before its end
     id: str = ""  # GTID, or binlog file:position of its first captured row event
+    commit_time: float | None = None  # from its GTID event; else each row event's own
 
 
 class BinlogReader:
@@ -105,12 +111,23 @@ class BinlogReader:
         self.gtid = GtidState(start.gtid)
         self.log_file = start.log_file
         self.log_pos = start.log_pos
-        self._logical: Logical = {}
-        self._tables: dict[int, tuple[Any, Table, RowsDecoder | None]] = {}
+        # MariaDB's JSON/UUID/INET columns as of where the read is (None on MySQL).
+        self.facts: ColumnFacts | None = None
+        self._unmatched: set[tuple[str, str, tuple[str, ...]]] = set()
+        self.cascades = Cascades((), source.captured)  # foreign keys that cascade
+        self._tables: dict[int, tuple[Any, Table, RowsDecoder]] = {}
         self._parsed: dict[bytes, dict[str, Any]] = {}  # TableMap parses, by their bytes
+        # The last TableMap event of each captured table id, and the library's table of it.
+        self._maps: dict[int, tuple[Any, Any]] = {}
+        self._where = ""  # the rows event being decoded, for log lines
 
     def __iter__(self) -> Iterator[Item]:
-        self._logical = load_logical_types(self.source.dsn, self.source.is_mariadb)
+        self._load_cascades()
+        if self.source.is_mariadb:
+            stored = self.start.column_facts
+            # Without stored facts (the first start, at the server's current position, or
+            # a checkpoint of an older version), information_schema's are the ones.
+            self.facts = ColumnFacts.from_text(stored) if stored else load_facts(self.source.dsn)
         stream = library.open_stream(
             self.source.dsn,
             self.settings,
@@ -137,17 +154,31 @@ class BinlogReader:
             op = library.ROWS_EVENTS.get(kind)
             if op is not None:
                 yield from self._rows(stream, event, op, txn)
+            elif kind is TableMapEvent:
+                self._table_map(stream, event)
             elif kind is XidEvent:
                 yield from self._end(stream, txn, float(event.timestamp))
                 txn = _Transaction()
             elif kind is MariadbGtidEvent:
                 self.gtid.add_mariadb(event.gtid)
                 txn.id = event.gtid
+                # MariaDB writes the GTID event at commit: its time is the commit's.
+                txn.commit_time = float(event.timestamp)
                 # A standalone group (DDL) has no COMMIT/XID; any other group is a transaction.
                 txn.open = not event.flags & MARIADB_GTID_STANDALONE
             elif kind is GtidEvent:
                 self.gtid.add_mysql(event.gtid)
                 txn.id = event.gtid
+                txn.commit_time = library.mysql_commit_time(event)
+            elif library.is_anonymous_gtid(event):
+                txn.commit_time = library.mysql_commit_time(event)
+            elif (reason := library.undecodable(event)) is not None:
+                raise CaptureError(
+                    f"the binlog holds {reason.split('; ')[0]} at "
+                    f"{stream.log_file}:{stream.log_pos}, which cannot be decoded",
+                    fix=f"{reason.split('; ', 1)[1]}, then restart cdc (it resumes before this "
+                    "event; events written meanwhile in that form cannot be read)",
+                )
             elif kind is QueryEvent:
                 if self._query(stream, event, txn):
                     yield from self._end(stream, txn, float(event.timestamp))
@@ -155,7 +186,9 @@ class BinlogReader:
             elif kind is HeartbeatLogEvent:
                 yield Heartbeat(self._position(), time.time())
             elif kind is RotateEvent:
+                # Table ids are per server run: a new file may reuse them.
                 self._tables.clear()
+                self._maps.clear()
             if self.stop.is_set():
                 # An open transaction stays uncommitted downstream and is read again next time.
                 return
@@ -167,12 +200,20 @@ class BinlogReader:
             txn.foreign = txn.foreign or (event.schema, event.table) not in self.source.captured.own
             return
         txn.captured = txn.foreign = True
+        self._where = f"{stream.log_file}:{event.packet.log_pos}"
         if not txn.id:
-            txn.id = f"{stream.log_file}:{event.packet.log_pos}"
-        timestamp = float(event.timestamp)
+            txn.id = self._where
+        # Every event of a transaction has its commit time; the row event's own header
+        # time is its statement's start, up to the whole transaction earlier.
+        timestamp = txn.commit_time if txn.commit_time is not None else float(event.timestamp)
         user_column = self.settings.user_column
+        cascades = self.cascades
         for change in self._decoder(stream, event)(op, event):
-            txn.records.append(to_record(change, timestamp, txn.id, user_column))
+            record = to_record(change, timestamp, txn.id, user_column)
+            txn.records.append(record)
+            if cascades and op is not Op.CREATE:
+                # InnoDB's cascades have no row events: said right after their cause.
+                txn.records += cascades.after(record)
             if len(txn.records) >= CHUNK:
                 yield Changes(txn.records)
                 txn.records = []
@@ -196,7 +237,7 @@ class BinlogReader:
             # SAVEPOINT, or the DDL of CREATE TABLE ... SELECT: inside the transaction,
             # not a boundary; a DDL still changes the column types.
             if _DDL.match(query):
-                self._schema_changed()
+                self._schema_changed(event)
             return False
         if not txn.open:  # a DDL statement, or a COMMIT of non-transactional tables
             if query.startswith("TRUNCATE"):
@@ -207,7 +248,7 @@ class BinlogReader:
                     position=f"{stream.log_file}:{stream.log_pos}",
                 )
             txn.foreign = True
-            self._schema_changed()
+            self._schema_changed(event)
         return True
 
     def _end(
@@ -219,33 +260,102 @@ class BinlogReader:
         self.log_file, self.log_pos = stream.log_file, stream.log_pos
         yield Commit(self._position(), timestamp, txn.captured, txn.foreign)
 
-    def _schema_changed(self) -> None:
+    def _load_cascades(self) -> None:
+        conn = mysql.connect(self.source.dsn)
+        try:
+            keys = foreign_keys(mysql.foreign_keys(conn))
+        finally:
+            conn.close()
+        self.cascades = Cascades(keys, self.source.captured)
+
+    def _schema_changed(self, event: Any) -> None:
+        """A statement that may change tables: the column facts (and foreign keys) follow."""
         self._tables.clear()
-        self._logical = load_logical_types(self.source.dsn, self.source.is_mariadb)
+        if not isinstance(event.query, str):
+            return
+        if _DDL.match(event.query.upper()):
+            self._load_cascades()
+        if self.facts is None:
+            return
+        unknown = self.facts.apply(interpret(event.query), _text(event.schema))
+        if unknown:
+            # A statement not understood: information_schema for its tables, checked
+            # against each table map before use.
+            log.warning("ddl_not_understood", schema=_text(event.schema), tables=len(unknown))
+            read_facts(self.source.dsn, self.facts, unknown)
 
     def _position(self) -> Position:
-        return Position(self.log_file, self.log_pos, str(self.gtid) if self.gtid else None)
+        gtid = str(self.gtid) if self.gtid else None
+        facts = self.facts.to_text() if self.facts is not None else None
+        return Position(self.log_file, self.log_pos, gtid, facts)
+
+    def _logical_types(self, lib_table: Any) -> dict[str, str]:
+        """The table version's JSON/UUID/INET columns, from facts that match its columns."""
+        if self.facts is None:
+            return {}
+        key = (lib_table.schema, lib_table.table)
+        names = [c.name for c in lib_table.columns if c.name]
+        found = self.facts.logical(*key, names)
+        if found is None:
+            read_facts(self.source.dsn, self.facts, [key])
+            found = self.facts.logical(*key, names)
+            unmatched = (*key, tuple(names))
+            if unmatched not in self._unmatched:
+                self._unmatched.add(unmatched)
+                log.warning(
+                    "column_facts_from_information_schema" if found is not None
+                    else "column_facts_unknown",
+                    schema=key[0], table=key[1], position=self._where,
+                )  # fmt: skip
+        return found or {}
+
+    def _table_map(self, stream: BinLogStreamReader, event: Any) -> None:
+        """A captured table's map: kept (its raw ENUM/SET labels), and its table swapped
+        for the copy the library decodes rows of without loss (see library.py)."""
+        if self.settings.decoder != "library":
+            library.ensure_table_maps(stream, self._parsed)
+        if not self.source.captured(event.schema, event.table):
+            return
+        original = event.get_table()
+        self._maps[event.table_id] = (event, original)
+        stream.table_map[event.table_id] = images.for_library_decoding(original)
 
     def _decoder(self, stream: BinLogStreamReader, event: Any) -> RowsDecoder:
         """How to read this event's rows: the compiled decoder of its table version, or
         the library's decoding."""
-        fast = self.settings.decoder != "library"
-        if fast:
-            library.ensure_table_maps(stream, self._parsed)
-        lib_table = stream.table_map[event.table_id]
+        mapped = self._maps.get(event.table_id)
+        if mapped is None:  # not seen through `_table_map` (cannot happen with the library)
+            raise CaptureError(
+                f"a rows event of `{event.schema}`.`{event.table}` without its table map at "
+                f"{stream.log_file}:{event.packet.log_pos}",
+                fix="report this binlog position; capture stopped without skipping it",
+            )
+        table_map, lib_table = mapped
         cached = self._tables.get(event.table_id)
         if cached is None or cached[0] is not lib_table:
-            logical = self._logical.get((lib_table.schema, lib_table.table))
-            table = table_from_library(lib_table, logical)
-            decoder: RowsDecoder | None = (
-                library.fast_rows(table, self.settings.binary) if fast else None
+            cached = self._tables[event.table_id] = (
+                lib_table,
+                *self._compile(table_map, lib_table),
             )
-            cached = self._tables[event.table_id] = (lib_table, table, decoder)
-        table, decoder = cached[1], cached[2]
-        if decoder is not None:
-            return decoder
+        return cached[2]
+
+    def _compile(self, table_map: Any, lib_table: Any) -> tuple[Table, RowsDecoder]:
         binary = self.settings.binary
-        return lambda op, ev: library.library_changes(table, op, ev, binary)
+        try:
+            labels = enum_and_set_labels(library.table_map_body(table_map))
+        except ValueError as error:
+            log.warning("table_map_labels_unread", table=lib_table.table, error=str(error))
+            labels = None
+        table = table_from_library(lib_table, self._logical_types(lib_table), labels, binary)
+        notice = self._notice
+        if self.settings.decoder != "library":
+            fast = images.fast_rows(table, binary, notice)
+            if fast is not None:
+                return table, fast
+        return table, lambda op, ev: images.library_changes(table, op, ev, binary, notice)
+
+    def _notice(self, table: Table, found: Any) -> None:
+        images.note_values(table, found, self._where)
 
 
 def _text(value: str | bytes) -> str:

@@ -1,38 +1,67 @@
 """Table versions as the row decoders see them: our `Table` from a library TableMap, with
-the column facts the binlog does not carry (MariaDB's JSON, UUID, INET4, INET6), read
-from information_schema."""
+the column facts the binlog does not carry (facts.py), and reading those facts from
+information_schema."""
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from cdc import mysql
+from cdc.capture.binlog.facts import ColumnFacts
+from cdc.capture.binlog.filters import SYSTEM_SCHEMAS
+from cdc.capture.binlog.rows.charsets import text_decoder
+from cdc.capture.binlog.rows.types import ENUM, SET
 from cdc.models import Column, Table
 
 if TYPE_CHECKING:
     from cdc.settings import Dsn
 
-_JSON_CHECK = re.compile(r"json_valid\(`((?:[^`]|``)+)`\)", re.IGNORECASE)
 
-Logical = dict[tuple[str, str], dict[str, str]]
-"""(schema, table) -> column -> "uuid" | "inet4" | "inet6" | "json"."""
+Labels = tuple[list[list[bytes]], list[list[bytes]]]
+"""The raw labels of a table's ENUM columns and SET columns (table_map.py)."""
 
 
-def table_from_library(lib_table: Any, logical: dict[str, str] | None = None) -> Table:
-    """Our `Table` from a pymysqlreplication TableMap table (columns as of that event)."""
+def _labels(
+    raw: list[bytes] | None, charset: str | None, shown: str | None, binary: str
+) -> tuple[Any, ...] | None:
+    if raw is None or not charset:
+        return None
+    decode = text_decoder(charset, binary, shown)
+    return tuple(decode(label) for label in raw)
+
+
+def table_from_library(
+    lib_table: Any,
+    logical: dict[str, str] | None = None,
+    labels: Labels | None = None,
+    binary: str = "hex",
+) -> Table:
+    """Our `Table` from a pymysqlreplication TableMap table (columns as of that event).
+
+    `labels` are the TableMap's raw ENUM/SET labels, decoded here with each column's
+    character set (the library's own are UTF-8 only); without them the library's are kept.
+    """
     logical = logical or {}
+    enums, sets = (iter(part) for part in (labels or ([], [])))
     columns = []
     for index, col in enumerate(lib_table.columns):
         name = col.name or f"UNKNOWN_COL{index}"
         charset = "binary" if col.collation_name == "binary" else col.character_set_name
+        # The collation names its character set: utf8mb4_general_ci is utf8mb4's.
+        charset_name = col.collation_name.split("_")[0] if col.collation_name else None
         enum_values = tuple(col.enum_values[1:]) if col.enum_values else ()
+        set_values = tuple(col.set_values or ())
+        if col.type == ENUM:
+            enum_values = _labels(next(enums, None), charset, charset_name, binary) or enum_values
+        elif col.type == SET:
+            set_values = _labels(next(sets, None), charset, charset_name, binary) or set_values
         columns.append(
             Column(
                 name=name,
                 type=col.type,
                 unsigned=bool(col.unsigned),
                 charset=charset,
+                charset_name=charset_name if charset_name != charset else None,
                 max_length=getattr(col, "max_length", 0),
                 length_size=getattr(col, "length_size", 0),
                 fsp=getattr(col, "fsp", 0),
@@ -41,7 +70,7 @@ def table_from_library(lib_table: Any, logical: dict[str, str] | None = None) ->
                 bits=getattr(col, "bits", 0),
                 size=getattr(col, "size", 0),
                 enum_values=enum_values,
-                set_values=tuple(col.set_values or ()),
+                set_values=set_values,
                 logical=logical.get(name),
             )
         )
@@ -50,32 +79,43 @@ def table_from_library(lib_table: Any, logical: dict[str, str] | None = None) ->
     return Table(lib_table.schema, lib_table.table, tuple(columns), primary_key)
 
 
-def load_logical_types(dsn: Dsn, is_mariadb: bool) -> Logical:
-    """Types the binlog does not tell: MariaDB's UUID/INET4/INET6 travel as BINARY, its
-    JSON as LONGTEXT (recognised by the `json_valid` check MariaDB adds)."""
-    found: Logical = {}
-    if not is_mariadb:
-        return found
+def load_facts(dsn: Dsn, tables: list[tuple[str, str]] | None = None) -> ColumnFacts:
+    """The column facts information_schema gives now: of every table outside the system
+    schemas, or of `tables`."""
+    facts = ColumnFacts()
+    read_facts(dsn, facts, tables)
+    return facts
+
+
+def read_facts(dsn: Dsn, facts: ColumnFacts, tables: list[tuple[str, str]] | None) -> None:
+    """Replace the facts of `tables` (None: of every table) with information_schema's."""
+    if tables is None:
+        where = f"TABLE_SCHEMA NOT IN ({', '.join(['%s'] * len(SYSTEM_SCHEMAS))})"
+        args: list[str] = sorted(SYSTEM_SCHEMAS)
+    elif not tables:
+        return
+    else:
+        where = " OR ".join(["(TABLE_SCHEMA = %s AND TABLE_NAME = %s)"] * len(tables))
+        args = [part for pair in tables for part in pair]
     conn = mysql.connect(dsn)
     try:
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE"
-                " FROM information_schema.COLUMNS"
-                " WHERE DATA_TYPE IN ('uuid', 'inet4', 'inet6')"
+                f" FROM information_schema.COLUMNS WHERE {where}",
+                args,
             )
-            rows = [(s, t, c, kind.lower()) for s, t, c, kind in cur.fetchall()]
+            columns = list(cur.fetchall())
+            checks_where = where.replace("TABLE_SCHEMA", "CONSTRAINT_SCHEMA")
             cur.execute(
-                "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CHECK_CLAUSE"
-                " FROM information_schema.CHECK_CONSTRAINTS"
-                " WHERE CHECK_CLAUSE LIKE 'json\\_valid(%%'"
+                "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE"
+                f" FROM information_schema.CHECK_CONSTRAINTS WHERE ({checks_where})"
+                " AND CHECK_CLAUSE LIKE 'json\\_valid(%%'",
+                args,
             )
-            for schema, table, clause in cur.fetchall():
-                match = _JSON_CHECK.fullmatch(clause.strip())
-                if match:
-                    rows.append((schema, table, match.group(1).replace("``", "`"), "json"))
+            checks = list(cur.fetchall())
     finally:
         conn.close()
-    for schema, table, column, kind in rows:
-        found.setdefault((schema, table), {})[column] = kind
-    return found
+    for key in tables or ():
+        facts.tables.pop(key, None)  # gone from information_schema: gone
+    facts.absorb(columns, checks)

@@ -76,7 +76,25 @@ function describe(event) {
   const cell = document.createElement("td");
   cell.className = "what";
   const data = event.data || {};
-  if (event.type === "UPDATE") {
+  if (event.type === "CASCADE") {
+    // A foreign key's cascade: which rows (a predicate), and what was set.
+    const action = document.createElement("span");
+    action.className = "col";
+    action.textContent = `${data.action} where `;
+    cell.append(action);
+    for (const [column, value] of Object.entries({ ...(data.where || {}) })) {
+      const change = document.createElement("span");
+      change.className = "change";
+      change.append(`${column}=`, valueSpan(value, "before"));
+      cell.append(change);
+    }
+    for (const [column, value] of Object.entries(data.set || {})) {
+      const change = document.createElement("span");
+      change.className = "change";
+      change.append(`set ${column}=`, valueSpan(value, "after"));
+      cell.append(change);
+    }
+  } else if (event.type === "UPDATE") {
     const before = data.before || {};
     const after = data.after || {};
     const changed = data.changed ||
@@ -198,7 +216,9 @@ function connect(after, mine) {
   const params = filterParams();
   if (after !== null) params.set("last_event_id", String(after));
   source = new EventSource(`stream?${params}`);
-  for (const type of ["CREATE", "UPDATE", "DELETE"]) source.addEventListener(type, receive);
+  for (const type of ["CREATE", "UPDATE", "DELETE", "CASCADE"]) {
+    source.addEventListener(type, receive);
+  }
   source.onopen = () => {
     retryDelay = 1000;
     setStatus("live", `live · ${tbody.rows.length} shown`);

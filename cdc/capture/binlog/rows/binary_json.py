@@ -6,6 +6,8 @@ import struct
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from cdc import values
 from cdc.capture.binlog.rows.conversions import decimal_text
 from cdc.capture.binlog.rows.types import (
@@ -21,10 +23,18 @@ from cdc.capture.binlog.rows.types import (
 
 
 def mysql_json(data: bytes) -> Any:
-    """A MySQL JSON column's binary value (MySQL's json_binary format) as a plain value."""
+    """A MySQL JSON column's binary value (MySQL's json_binary format) as a plain value;
+    one nested deeper than `values.JSON_DEPTH` as its JSON text (`values.UnparsedJson`)."""
     if not data:
         return None
-    return _json_value(data[0], data, 1)
+    try:
+        return _json_value(data[0], data, 1, 0)
+    except _TooDeep:
+        return values.UnparsedJson(orjson.dumps(_json_value(data[0], data, 1, -(1 << 30))).decode())
+
+
+class _TooDeep(Exception):
+    pass
 
 
 _J_SMALL_OBJECT, _J_LARGE_OBJECT, _J_SMALL_ARRAY, _J_LARGE_ARRAY = 0, 1, 2, 3
@@ -35,9 +45,11 @@ _J_INLINE_SMALL = frozenset({_J_LITERAL, 5, 6})
 _J_INLINE_LARGE = frozenset({_J_LITERAL, 5, 6, 7, 8})
 
 
-def _json_value(kind: int, data: bytes, pos: int) -> Any:
+def _json_value(kind: int, data: bytes, pos: int, depth: int) -> Any:
     if kind <= _J_LARGE_ARRAY:
-        return _json_container(kind, data, pos)
+        if depth >= values.JSON_DEPTH:
+            raise _TooDeep
+        return _json_container(kind, data, pos, depth + 1)
     if kind in _J_SCALARS:
         return struct.unpack_from(_J_SCALARS[kind], data, pos)[0]
     if kind == _J_LITERAL:
@@ -73,7 +85,7 @@ def _json_varlen(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _json_container(kind: int, data: bytes, base: int) -> Any:
+def _json_container(kind: int, data: bytes, base: int, depth: int) -> Any:
     small = kind in (_J_SMALL_OBJECT, _J_SMALL_ARRAY)
     is_object = kind in (_J_SMALL_OBJECT, _J_LARGE_OBJECT)
     off = "<H" if small else "<I"
@@ -89,18 +101,18 @@ def _json_container(kind: int, data: bytes, base: int) -> Any:
             start = base + key_offset
             keys.append(data[start : start + key_length].decode("utf-8"))
             entry += width + 2
-    values: list[Any] = []
+    items: list[Any] = []
     for _ in range(count):
         value_kind = data[entry]
         if value_kind in inline:
-            values.append(_json_value(value_kind, data, entry + 1))
+            items.append(_json_value(value_kind, data, entry + 1, depth))
         else:
             (value_offset,) = struct.unpack_from(off, data, entry + 1)
-            values.append(_json_value(value_kind, data, base + value_offset))
+            items.append(_json_value(value_kind, data, base + value_offset, depth))
         entry += 1 + width
     if is_object:
-        return dict(zip(keys, values, strict=True))
-    return values
+        return dict(zip(keys, items, strict=True))
+    return items
 
 
 def _json_opaque(field_type: int, raw: bytes) -> Any:

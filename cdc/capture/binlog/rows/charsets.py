@@ -1,8 +1,13 @@
-"""MySQL character sets as Python codecs, where the same name decodes differently."""
+"""MySQL character sets as Python codecs (where the same name decodes differently), and
+the text decoder both row decoders use."""
 
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
+from typing import Any
+
+from cdc.values import UndecodableText, UnparsedJson, json_text, undecodable_text
 
 # MySQL character sets whose Python codec of the same name decodes differently.
 _CODECS = {
@@ -38,3 +43,50 @@ def codec(charset: str) -> tuple[str, str | None]:
     name = _CODECS.get(charset, charset)
     codecs.lookup(name)
     return name, _LATIN1_ERRORS if name == "cp1252" else None
+
+
+Decode = Callable[[bytes], Any]
+
+
+def text_decoder(charset: str, binary: str, shown: str | None = None) -> Decode:
+    """bytes -> the text as MySQL shows it; bytes not valid in `charset` (or a character
+    set Python has no codec for: swe7, dec8, ...) -> `values.UndecodableText`, exactly.
+
+    One function for both decoders, so they render text alike. `shown` is the
+    character set's name as MySQL gives it (utf8mb4 for the codec utf8), for that form."""
+    label = shown or charset
+    try:
+        name, errors = codec(charset)
+    except LookupError:
+        return lambda raw: undecodable_text(raw, label, binary)
+    mode = errors or "strict"
+
+    def decode(raw: bytes) -> Any:
+        try:
+            return raw.decode(name, mode)
+        except UnicodeDecodeError:
+            return undecodable_text(raw, label, binary)
+
+    return decode
+
+
+def json_column_decoder(charset: str, binary: str, shown: str | None = None) -> Decode:
+    """A MariaDB JSON column (LONGTEXT with a json_valid check): the JSON value; text not
+    valid in `charset` as `UndecodableText`; text cdc cannot re-encode as JSON (not JSON,
+    or nested too deep) as `UnparsedJson`, the text itself."""
+    text = text_decoder(charset, binary, shown)
+
+    def decode(raw: bytes) -> Any:
+        value = text(raw)
+        if value.__class__ is not str:
+            return value
+        try:
+            return json_text(value)
+        except ValueError:
+            return UnparsedJson(value)
+
+    return decode
+
+
+NOTICED = (UndecodableText, UnparsedJson)
+"""The classes of values the decoders log once per column (never the value)."""

@@ -45,16 +45,21 @@ class RowDecoder:
     `data[pos:end]` (after the columns-present bitmaps, every column present) and returns
     them in order: one image per row for inserts and deletes, before and after
     alternating for updates. Malformed bytes raise (`ValueError` when the images do not
-    fill the body exactly, `struct.error`, `IndexError` or `UnicodeDecodeError` on the
-    way): the caller then hands the event to the library, never a guessed value on.
+    fill the body exactly, `struct.error` or `IndexError` on the way): the caller then
+    hands the event to the library, never a guessed value on. Text not valid in its
+    character set is kept exactly (`values.UndecodableText`), and (column, class) added
+    to `noticed`, which the caller reads (to log) and clears.
     """
 
-    __slots__ = ("decode", "source", "table")
+    __slots__ = ("decode", "noticed", "source", "table")
 
-    def __init__(self, table: Table, decode: Decode, source: str) -> None:
+    def __init__(
+        self, table: Table, decode: Decode, source: str, noticed: list[tuple[str, type]]
+    ) -> None:
         self.table = table
         self.decode = decode
         self.source = source
+        self.noticed = noticed
 
 
 @functools.lru_cache(maxsize=256)
@@ -63,10 +68,25 @@ def decoder_for(table: Table, binary: str = "hex") -> RowDecoder:
 
     Raises `Unsupported` when a column type is not one the fast path knows.
     """
-    source, namespace = _Generator(table, binary).source()
+    generator = _Generator(table, binary)
+    source, namespace = generator.source()
     code = compile(source, f"<cdc.decoder {table.qualified}>", "exec")
     exec(code, namespace)
-    return RowDecoder(table, namespace["decode"], source)
+    return RowDecoder(table, namespace["decode"], source, generator.noticed)
+
+
+def _noticing(
+    decode: charsets.Decode, column: str, noticed: list[tuple[str, type]]
+) -> charsets.Decode:
+    """`decode`, adding (`column`, the value's class) to `noticed` for a value to log."""
+
+    def slow(raw: bytes) -> Any:
+        value = decode(raw)
+        if value.__class__ in charsets.NOTICED:
+            noticed.append((column, value.__class__))
+        return value
+
+    return slow
 
 
 # -- code generation ---------------------------------------------------------------------
@@ -116,6 +136,7 @@ class _Generator:
         self.table = table
         self.binary = binary
         self.namespace: dict[str, Any] = {"__builtins__": __builtins__}
+        self.noticed: list[tuple[str, type]] = []  # (column, class) of values to log
         self.fields = [self._field(col) for col in table.columns]
 
     def name(self, base: str, value: Any) -> str:
@@ -283,7 +304,7 @@ class _Generator:
         return self._bytes(col, self._length_size(col), pad=0, binary=True)
 
     def _json(self, col: Column) -> _Variable:
-        parse = self.name("json", mysql_json)
+        parse = self.name("json", _noticing(mysql_json, col.name, self.noticed))
         read = _length_lines(self._length_size(col))
         return _Variable(lambda t: [*read, f"{t} = {parse}(data[b:pos])"])
 
@@ -310,12 +331,32 @@ class _Generator:
             b64 = self.name("b64", conversions.base64)
             padded = f"{value}.ljust({pad}, b'\\0')" if pad else value
             return _Variable(lambda t: [*read, f"{t} = {b64}({padded})"])
-        codec, errors = self._codec(col)
+        if col.charset is None:
+            raise Unsupported(f"column {col.name!r} has no character set (binlog_row_metadata)")
+        if col.logical == "json":
+            slow = charsets.json_column_decoder(col.charset, self.binary, col.charset_name)
+        else:
+            slow = charsets.text_decoder(col.charset, self.binary, col.charset_name)
+        fallback = self.name("text", _noticing(slow, col.name, self.noticed))
+        try:
+            codec, errors = charsets.codec(col.charset)
+        except LookupError:  # no Python codec: always the bytes (see text_decoder)
+            return _Variable(lambda t: [*read, f"{t} = {fallback}({value})"])
         text = f"{value}.decode({codec!r}, {errors!r})" if errors else f"{value}.decode({codec!r})"
         if col.logical == "json":
             parse = self.name("json_text", values.json_text)
-            return _Variable(lambda t: [*read, f"{t} = {parse}({text})"])
-        return _Variable(lambda t: [*read, f"{t} = {text}"])
+            text = f"{parse}({text})"
+        # The fast line for valid text; anything else (bytes not valid in the character
+        # set, JSON that cannot be re-encoded) is rendered by the shared slow path.
+        return _Variable(
+            lambda t: [
+                *read,
+                "try:",
+                f"    {t} = {text}",
+                "except ValueError:",  # UnicodeDecodeError and orjson's error are ValueErrors
+                f"    {t} = {fallback}({value})",
+            ]
+        )
 
     def _decimal(self, col: Column) -> _Fixed:
         if not 0 < col.precision <= 65 or not 0 <= col.decimals <= min(col.precision, 38):
@@ -384,14 +425,6 @@ class _Generator:
         drop = 6 - fsp
         value = f"({stored}) // {10**drop}" if drop else f"({stored})"
         return f" + f'.{{{value}:0{fsp}d}}'"
-
-    def _codec(self, col: Column) -> tuple[str, str | None]:
-        if col.charset is None:
-            raise Unsupported(f"column {col.name!r} has no character set (binlog_row_metadata)")
-        try:
-            return charsets.codec(col.charset)
-        except LookupError:
-            raise Unsupported(f"character set {col.charset!r} of column {col.name!r}") from None
 
 
 # The generator's method reading each family.

@@ -7,12 +7,13 @@ value formats themselves are in `cdc.values`. Pure functions, no I/O.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import functools
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from cdc.capture.binlog.rows import compiled
+from cdc.capture.binlog.rows.charsets import json_column_decoder, text_decoder
 from cdc.capture.binlog.rows.types import (
     LOGICAL,
     STRING,
@@ -25,16 +26,11 @@ from cdc.capture.binlog.rows.types import (
 from cdc.errors import DecodeError
 from cdc.models import Column, Table
 from cdc.values import (
-    EPOCH,
-    TIME_MAX,
-    TIMESTAMP_WRAP,
     ZERO_DATE,
     format_decimal,
     format_float32,
-    format_time,
-    iso_datetime,
     json_plain,
-    json_text,
+    within_depth,
     zero_datetime,
 )
 
@@ -75,80 +71,6 @@ def _year(value: int) -> int:
     return 0 if value == 1900 else value
 
 
-def _date(value: dt.date) -> str:
-    return value.isoformat()
-
-
-def _datetime(fsp: int) -> Converter:
-    def convert(value: dt.datetime) -> str:
-        return iso_datetime(value, fsp)
-
-    return convert
-
-
-def _timestamp(fsp: int) -> Converter:
-    zero = zero_datetime(fsp) + "Z"
-
-    def convert(value: dt.datetime) -> str:
-        if value <= EPOCH:
-            if value == EPOCH:
-                return zero  # stored 0: MySQL's zero timestamp, not 1970
-            value += TIMESTAMP_WRAP  # MariaDB 11.5+ unsigned TIMESTAMP read as signed
-        return iso_datetime(value, fsp) + "Z"
-
-    return convert
-
-
-def time2_micros(value: dt.timedelta) -> int:
-    """Signed microseconds of a TIME2 value as pymysqlreplication decodes it, corrected.
-
-    The library reads a negative TIME2 as `-(int_part + frac)` where, in the stored
-    two's-complement form, `int_part` is one second too large and `frac` is the true
-    fraction negated: `-00:00:01.25` comes back as -1.75 s. For a negative value with a
-    fraction f (0 < f < 1 s) it returns -(S + 1 - f) for the true -(S + f); this undoes it,
-    for every fsp (the fraction is exact in microseconds). Values without a fraction
-    and non-negative values are right as they come.
-    """
-    total = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
-    if total < 0:
-        magnitude = -total
-        micro = magnitude % 1_000_000
-        if micro:
-            magnitude += 1_000_000 - 2 * micro
-        return -magnitude
-    return total
-
-
-def _time_from_micros(total: int, fsp: int) -> str:
-    negative = total < 0
-    seconds, micro = divmod(-total if negative else total, 1_000_000)
-    if seconds > TIME_MAX:
-        raise _Unknown(f"TIME of {seconds} s is beyond 838:59:59")
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return format_time(negative, hours, minutes, seconds, micro, fsp)
-
-
-def _time2(fsp: int) -> Converter:
-    def convert(value: dt.timedelta) -> str:
-        return _time_from_micros(time2_micros(value), fsp)
-
-    return convert
-
-
-def _time_old(value: dt.timedelta) -> str:
-    # The pre-5.6 TIME (binlog type 11) is read as an unsigned int24: a negative value
-    # wraps to more than 838:59:59 and cannot be told back (many values share one
-    # reading), so it stops capture instead of being rendered wrong.
-    total = value.days * 86400 + value.seconds
-    if value.microseconds or total > TIME_MAX or total < 0:
-        raise _Unknown(
-            "a negative TIME in the pre-MySQL-5.6 storage format, which mysql-replication "
-            "decodes wrong; convert the table with ALTER TABLE ... FORCE"
-        )
-    return _time_from_micros(total * 1_000_000, 0)
-
-
 def _bit(value: str) -> int:
     return int(value, 2)
 
@@ -173,13 +95,40 @@ def _binary(binary: str) -> Converter:
     return convert
 
 
-def _set(values: tuple[str, ...]) -> Converter:
-    def convert(value: set[str]) -> list[str]:
-        if not value <= members:
-            raise _Unknown(f"SET members {sorted(value - members)} are not in the definition")
-        return [member for member in values if member in value]
+def _labels(labels: tuple[Any, ...]) -> Converter:
+    """ENUM: the library gives the label's index (see library.for_library_decoding)."""
+    shown = ("", *labels)  # index 0: the empty string MySQL stores for an invalid value
 
-    members = frozenset(values)
+    def convert(index: int) -> Any:
+        if not 0 <= index < len(shown):
+            raise _Unknown(f"ENUM index {index} is beyond the {len(labels)} labels")
+        return shown[index]
+
+    return convert
+
+
+def _members(labels: tuple[Any, ...]) -> Converter:
+    """SET: the library gives the members' indexes; shown in definition order."""
+
+    def convert(indexes: set[int]) -> list[Any]:
+        if max(indexes) >= len(labels):
+            raise _Unknown(f"SET member {max(indexes)} is beyond the {len(labels)} labels")
+        return [labels[i] for i in sorted(indexes)]
+
+    return convert
+
+
+def _raw(column: Column, binary: str, to_bytes: Callable[[Any], bytes]) -> Converter:
+    """A fixed-width value the library gives as its raw integer or bits (see
+    library.for_library_decoding), rendered by the compiled decoder's own conversion:
+    the two paths show invalid and partial dates (`2026-02-31`, `2015-00-21`) alike."""
+    decode = compiled.decoder_for(Table("", "", (column,)), binary).decode
+    name = column.name
+
+    def convert(value: Any) -> Any:
+        raw = b"\0" + to_bytes(value)  # no NULL bit set
+        return decode(raw, 0, len(raw))[0][name]
+
     return convert
 
 
@@ -191,7 +140,7 @@ def _missing_metadata(value: Any) -> Any:
 
 def _mysql_json(value: Any) -> Any:
     # MySQL's binary JSON, decoded by the library; a top-level str is an opaque scalar.
-    return json_plain(value)
+    return within_depth(json_plain(value))
 
 
 def _unknown_type(value: Any) -> Any:
@@ -204,6 +153,8 @@ the value is right as it comes)."""
 
 
 def _text_or_binary(column: Column, binary: str) -> Rule:
+    """Text arrives as its bytes (see library.for_library_decoding), decoded as on the
+    compiled path."""
     if column.charset == "binary":
         encode = _binary(binary)
         logical = LOGICAL.get(column.logical or "")
@@ -212,9 +163,17 @@ def _text_or_binary(column: Column, binary: str) -> Rule:
         if column.type == STRING and column.max_length:
             return bytes, _pad(column.max_length, encode)
         return bytes, encode
+    if not column.charset:
+        return None, _missing_charset
     if column.logical == "json":
-        return str, json_text
-    return str, None
+        return bytes, json_column_decoder(column.charset, binary, column.charset_name)
+    return bytes, text_decoder(column.charset, binary, column.charset_name)
+
+
+def _missing_charset(value: Any) -> Any:
+    raise _Unknown(
+        "the binlog carries no character set for this column: set binlog_row_metadata=FULL"
+    )
 
 
 def _decimal(column: Column, binary: str) -> Rule:
@@ -223,11 +182,15 @@ def _decimal(column: Column, binary: str) -> Rule:
 
 
 def _enum(column: Column, binary: str) -> Rule:
-    return (str, None) if column.enum_values else (None, _missing_metadata)
+    return (int, _labels(column.enum_values)) if column.enum_values else (None, _missing_metadata)
 
 
 def _set_rule(column: Column, binary: str) -> Rule:
-    return (set, _set(column.set_values)) if column.set_values else (None, _missing_metadata)
+    return (set, _members(column.set_values)) if column.set_values else (None, _missing_metadata)
+
+
+def _bits(size: int) -> Callable[[str], bytes]:
+    return lambda bits: int(bits, 2).to_bytes(size, "big")
 
 
 _RULES: dict[Family, Callable[[Column, str], Rule]] = {
@@ -237,13 +200,13 @@ _RULES: dict[Family, Callable[[Column, str], Rule]] = {
     Family.DOUBLE: lambda c, b: (float, None),
     Family.DECIMAL: _decimal,
     Family.YEAR: lambda c, b: (int, _year),
-    Family.DATE: lambda c, b: (dt.date, _date),
-    Family.TIME: lambda c, b: (dt.timedelta, _time_old),
-    Family.TIME2: lambda c, b: (dt.timedelta, _time2(c.fsp)),
-    Family.DATETIME: lambda c, b: (dt.datetime, _datetime(c.fsp)),
-    Family.DATETIME2: lambda c, b: (dt.datetime, _datetime(c.fsp)),
-    Family.TIMESTAMP: lambda c, b: (dt.datetime, _timestamp(c.fsp)),
-    Family.TIMESTAMP2: lambda c, b: (dt.datetime, _timestamp(c.fsp)),
+    Family.DATE: lambda c, b: (int, _raw(c, b, lambda v: v.to_bytes(3, "little"))),
+    Family.TIME: lambda c, b: (int, _raw(c, b, lambda v: v.to_bytes(3, "little", signed=True))),
+    Family.TIME2: lambda c, b: (str, _raw(c, b, _bits(3 + (c.fsp + 1) // 2))),
+    Family.DATETIME: lambda c, b: (int, _raw(c, b, lambda v: v.to_bytes(8, "little"))),
+    Family.DATETIME2: lambda c, b: (str, _raw(c, b, _bits(5 + (c.fsp + 1) // 2))),
+    Family.TIMESTAMP: lambda c, b: (int, _raw(c, b, lambda v: v.to_bytes(4, "little"))),
+    Family.TIMESTAMP2: lambda c, b: (str, _raw(c, b, _bits(4 + (c.fsp + 1) // 2))),
     Family.BIT: lambda c, b: (str, _bit),
     Family.ENUM: _enum,
     Family.SET: _set_rule,
@@ -312,35 +275,33 @@ def render_value(
     *,
     table: Table | None = None,
 ) -> Any:
-    """One column value, as pymysqlreplication gives it, as a JSON-safe, lossless value.
+    """One column value, as pymysqlreplication gives it for a table adapted by
+    `library.for_library_decoding`, as a JSON-safe, lossless value.
 
-    Rules (the capture issue's):
+    Rules (the capture issue's; `cdc.values` holds the formats):
     - Integers: numbers (signed/unsigned as declared). YEAR: a number (0 for YEAR 0000,
       which the library gives as 1900). BIT: a number (from the library's '0101' text).
     - DECIMAL: text with the column's scale (`"12.3400"`), never an exponent, no `-0.00`.
     - FLOAT: the shortest decimal that reads back as the same 32-bit float (`1.1`);
       DOUBLE: the float as is.
-    - DATE `"2026-05-12"`; DATETIME `"2026-05-12T12:19:40.123"` with exactly the column's
-      fsp digits; TIMESTAMP the same in UTC plus `Z` (stored 0 is
-      `"0000-00-00T00:00:00Z"`); TIME `"-838:59:59"`, `[-]HH:MM:SS[.fff]`, the library's
-      negative-with-fraction error undone (see `time2_micros`).
-    - CHAR/VARCHAR/TEXT: text; ENUM: its string; SET: a list in definition order (`[]`
-      for the empty set).
+    - DATE, DATETIME, TIMESTAMP, TIME: given as their stored integer or bits, shown by
+      the compiled decoder's conversions, so both paths agree to the character, invalid
+      and partial dates (`"2026-02-31"`, `"2015-00-21"`) included.
+    - CHAR/VARCHAR/TEXT: given as bytes, decoded with the column's character set; bytes
+      not valid in it are `values.UndecodableText`. ENUM and SET: given as label
+      indexes; shown as the labels (decoded with the column's character set), a SET as
+      a list in definition order (`[]` for the empty set).
     - BINARY/VARBINARY/BLOB and GEOMETRY: lowercase hex (base64 with `binary="base64"`);
       BINARY(n) keeps its trailing zero bytes. GEOMETRY is MySQL's internal form: a
       4-byte little-endian SRID followed by the WKB.
     - JSON: the embedded JSON value (MySQL's binary JSON, or MariaDB's JSON text when
-      `column.logical == "json"`). MariaDB UUID/INET4/INET6 (`column.logical`): their text.
+      `column.logical == "json"`; such text that cannot be re-encoded as JSON is kept
+      as `values.UnparsedJson`). MariaDB UUID/INET4/INET6 (`column.logical`): their text.
     - NULL: None.
 
-    What the library path cannot recover (the compiled decoder can): a zero or partial
-    zero DATE/DATETIME (`'2026-00-00'`, `'0000-01-01'`, or an invalid date such as
-    `'2026-02-31'` under ALLOW_INVALID_DATES) all arrive as the same None and are
-    rendered as the zero date `"0000-00-00"` / `"0000-00-00T00:00:00[.000]"`. JSON opaque
-    DATE values arrive as datetimes (shown with a midnight time) and other opaque JSON
-    scalars as text decoded with errors ignored. A negative TIME in the pre-5.6 format
-    (binlog type 11) and any value of a class the rules do not cover raise DecodeError,
-    never a wrong value.
+    JSON opaque DATE values arrive as datetimes (shown with a midnight time) and other
+    opaque JSON scalars as text decoded with errors ignored (MySQL only). A value of a
+    class the rules do not cover raises DecodeError, never a wrong value.
     """
     kind, convert = _rule(column, binary)
     try:
