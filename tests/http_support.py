@@ -169,7 +169,7 @@ class Sse:
         """Reads up to the `retry:` hint, which the server sends once the stream is
         positioned: every event committed from now on reaches this client."""
         while self.retry is None:
-            raw = await self.response.content.readline()
+            raw = await self.response.content.readline(max_line_length=2**30)
             if not raw:
                 raise AssertionError("the stream ended before its retry: hint")
             line = raw.decode().rstrip("\n")
@@ -180,7 +180,7 @@ class Sse:
         """The next frame with an id or data (None at the end of the stream)."""
         fields: dict[str, str] = {}
         while True:
-            raw = await self.response.content.readline()
+            raw = await self.response.content.readline(max_line_length=2**30)
             if not raw:
                 return None
             line = raw.decode().rstrip("\n")

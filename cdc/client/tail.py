@@ -27,6 +27,9 @@ FIRST_DELAY = 0.5  # seconds before reconnecting, doubled at each failure in a r
 MAX_DELAY = 30.0
 READ_TIMEOUT = 60.0  # the server sends a heartbeat at least every 15 s by default
 VALUE_CHARS = 60
+MAX_LINE = (
+    2**30
+)  # an event's `data:` line is as long as the event (the server's packet, 1 GiB at most)
 
 
 def stream_url(url: str) -> URL:
@@ -83,7 +86,7 @@ class _Frames:
         event_id: str | None = None
         data: list[str] = []
         while True:
-            raw = await self.content.readline()
+            raw = await self.content.readline(max_line_length=MAX_LINE)
             if not raw:
                 return
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
