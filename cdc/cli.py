@@ -19,6 +19,8 @@ import click
 from cdc import logs
 from cdc.errors import CdcError, ConfigError
 from cdc.models import EVENT_TYPE
+from cdc.secret_files import read_secret_text
+from cdc.sections import AuthSettings
 from cdc.settings import (
     PARTS,
     SECTIONS,
@@ -32,10 +34,11 @@ from cdc.settings import (
     load_toml,
     option_name,
     options_of,
+    parse_sections,
     toml_keys,
 )
 
-COMMANDS = ("init", "check", "run", "status", "demo", "tail")
+COMMANDS = ("init", "check", "run", "status", "demo", "tail", "token")
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) -> str | None:
@@ -55,10 +58,12 @@ def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) 
         )
     ctx.default_map = {**data, **{name: data for name in COMMANDS}}
     ctx.meta[SECTIONS_KEY] = config.sections
+    ctx.meta[CONFIG_KEY] = path
     return path
 
 
 SECTIONS_KEY = "cdc.sections"
+CONFIG_KEY = "cdc.config"
 
 
 def file_sections() -> dict[str, Any]:
@@ -125,13 +130,58 @@ def _part_from(part: type, options: dict[str, Any]) -> Any:
     return part(**values)
 
 
-def settings_from(options: dict[str, Any]) -> Settings:
-    """The settings tree from the options of `cdc run`."""
+def settings_from(
+    options: dict[str, Any], sections: dict[str, Any] | None = None, config: str | None = None
+) -> Settings:
+    """The settings tree from the options of `cdc run` and the file's parsed sections."""
+    sections = sections or {}
+    dsn = Dsn.parse(options["dsn"]) if options.get("dsn") else _dsn_from_file(options)
     return Settings(
-        dsn=Dsn.parse(options["dsn"]),
+        dsn=dsn.with_tls(sections.get("mysql")),
         capture=_part_from(CaptureSettings, options),
         http=None if options["no_http"] else _part_from(HttpSettings, options),
+        auth=sections.get("auth", AuthSettings()),
+        redact=sections.get("redact", ()),
+        config_file=config,
     )
+
+
+def _dsn_from_file(options: dict[str, Any]) -> Dsn:
+    path = options.get("dsn_file")
+    if not path:
+        raise ConfigError(
+            "no server given",
+            fix="pass --dsn mysql://user:pass@host:3306/cdc, or --dsn-file FILE holding it "
+            "(CDC_DSN / CDC_DSN_FILE)",
+        )
+    return Dsn.parse(read_secret_text(path, "the DSN").strip())
+
+
+def _choose_dsn(options: dict[str, Any]) -> dict[str, Any]:
+    """--dsn and --dsn-file from the same place (both flags, both variables...) are
+    refused; otherwise the one given with the higher precedence wins."""
+    if not (options.get("dsn") and options.get("dsn_file")):
+        return options
+    ctx = click.get_current_context()
+    dsn, dsn_file = (
+        _PRECEDENCE.index(getattr(ctx.get_parameter_source(name), "name", "DEFAULT"))
+        for name in ("dsn", "dsn_file")
+    )
+    if dsn == dsn_file:
+        raise ConfigError("both --dsn and --dsn-file are given", fix="give one of them")
+    return {**options, "dsn_file" if dsn < dsn_file else "dsn": None}
+
+
+# Where a value came from, most explicit first (click's ParameterSource names).
+_PRECEDENCE = ("PROMPT", "COMMANDLINE", "ENVIRONMENT", "DEFAULT_MAP", "DEFAULT")
+
+
+def command_dsn(dsn: str | None, dsn_file: str | None) -> Dsn:
+    """The DSN of a command (`init`, `check`, `status`), with the file's `[mysql]` TLS."""
+    options = _choose_dsn({"dsn": dsn, "dsn_file": dsn_file})
+    parsed = Dsn.parse(options["dsn"]) if options["dsn"] else _dsn_from_file(options)
+    tls = parse_sections(file_sections()).get("mysql")
+    return parsed.with_tls(tls)
 
 
 def run_option_names() -> set[str]:
@@ -139,13 +189,21 @@ def run_option_names() -> set[str]:
     return {p.name for p in run.params if p.name} | {"log_level"}
 
 
-dsn_option = click.option(
-    "--dsn",
-    envvar="CDC_DSN",
-    required=True,
-    help="The server, and the database holding the event table: mysql://user:pass@host:3306/cdc "
-    "(env CDC_DSN).",
-)
+def dsn_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--dsn` and `--dsn-file` (one of them is needed)."""
+    command = click.option(
+        "--dsn-file",
+        envvar="CDC_DSN_FILE",
+        type=click.Path(dir_okay=False),
+        help="A file holding the DSN (keeps the password off the command line; env CDC_DSN_FILE).",
+    )(command)
+    return click.option(
+        "--dsn",
+        envvar="CDC_DSN",
+        help="The server, and the database holding the event table: "
+        "mysql://user:pass@host:3306/cdc, TLS as ?ssl_mode=verify_identity&ssl_ca=FILE "
+        "(env CDC_DSN). Or --dsn-file.",
+    )(command)
 
 
 def _fail(error: CdcError) -> None:
@@ -185,12 +243,12 @@ def main(log_level: str) -> None:
 
 @main.command()
 @dsn_option
-def init(dsn: str) -> None:
+def init(dsn: str | None, dsn_file: str | None) -> None:
     """Create the database named in the DSN and the event tables (safe to run again)."""
     from cdc.store.schema import init_schema
 
     try:
-        parsed = Dsn.parse(dsn)
+        parsed = command_dsn(dsn, dsn_file)
         init_schema(parsed)
     except CdcError as error:
         _fail(error)
@@ -199,7 +257,7 @@ def init(dsn: str) -> None:
 
 @main.command()
 @dsn_option
-def check(dsn: str) -> None:
+def check(dsn: str | None, dsn_file: str | None) -> None:
     """Check that the server can be captured: binlog settings, privileges, event tables.
 
     One line per check, with the exact my.cnf line or GRANT that fixes a failure.
@@ -208,7 +266,7 @@ def check(dsn: str) -> None:
     from cdc.admin.checks import run_checks
 
     try:
-        parsed = Dsn.parse(dsn)
+        parsed = command_dsn(dsn, dsn_file)
         info, results = run_checks(parsed)
     except CdcError as error:
         _fail(error)
@@ -244,7 +302,12 @@ def run(**options: Any) -> None:
     from cdc.daemon import Daemon
 
     try:
-        settings = settings_from(options)
+        ctx = click.get_current_context()
+        settings = settings_from(
+            _choose_dsn(options),
+            parse_sections(file_sections()),
+            ctx.find_root().meta.get(CONFIG_KEY),
+        )
     except CdcError as error:
         _fail(error)
     sys.exit(Daemon(settings).run())
@@ -252,12 +315,12 @@ def run(**options: Any) -> None:
 
 @main.command()
 @dsn_option
-def status(dsn: str) -> None:
+def status(dsn: str | None, dsn_file: str | None) -> None:
     """Where capture is: stored position, the server's position, how far behind, last event."""
     from cdc.admin.status import capture_status
 
     try:
-        report = capture_status(Dsn.parse(dsn))
+        report = capture_status(command_dsn(dsn, dsn_file))
     except CdcError as error:
         _fail(error)
     for key, value in report.items():
@@ -286,6 +349,47 @@ def demo(http: str, interval: float) -> None:
         sys.exit(run_demo(http, interval))
     except CdcError as error:
         _fail(error)
+
+
+@main.group()
+def token() -> None:
+    """Tokens for the HTTP API's clients (screens, scripts, services)."""
+
+
+@token.command(name="create")
+@click.argument("name")
+@click.option(
+    "--tables",
+    multiple=True,
+    help="A glob on schema.table the token may read (repeatable: --tables hosp.invoice "
+    "--tables hosp.cash). Without it the token reads nothing.",
+)
+@click.option("--types", multiple=True, help="An event type it may read (repeatable; default all).")
+@click.option("--scopes", multiple=True, help="A scope: metrics (reads /metrics). Repeatable.")
+def token_create(
+    name: str, tables: tuple[str, ...], types: tuple[str, ...], scopes: tuple[str, ...]
+) -> None:
+    """Make a new token: prints it once (give it to the client; it is not kept) and the
+    [[auth.tokens]] block to paste into the configuration file (which keeps only its
+    SHA-256). Then reload the daemon (SIGHUP) or restart it."""
+    from cdc.policy import tokens
+    from cdc.sections import parse_auth
+
+    entry = {"name": name, "sha256": "0" * 64, "tables": list(tables), "scopes": list(scopes)}
+    if types:
+        entry["types"] = [t.upper() for t in types]
+    try:
+        checked = parse_auth({"tokens": [entry]}).tokens[0]
+    except CdcError as error:
+        _fail(error)
+    secret = tokens.new_token()
+    block = tokens.toml_block(
+        checked.name, tokens.digest(secret), checked.tables, checked.types, checked.scopes
+    )
+    click.echo(f"token: {secret}")
+    click.echo("(shown once: give it to the client, e.g. in a file for cdc tail --token-file)")
+    click.echo("")
+    click.echo(block, nl=False)
 
 
 def _event_types(
@@ -325,6 +429,12 @@ def _event_types(
     default=None,
     help="One JSON event per line (default when not on a terminal), or readable lines.",
 )
+@click.option(
+    "--token-file",
+    envvar="CDC_TOKEN_FILE",
+    type=click.Path(dir_okay=False),
+    help="A file holding the token to send (Authorization: Bearer); env CDC_TOKEN_FILE.",
+)
 def tail_command(
     url: str,
     table: tuple[str, ...],
@@ -334,6 +444,7 @@ def tail_command(
     since: str | None,
     last_event_id: int | None,
     as_json: bool | None,
+    token_file: str | None,
 ) -> None:
     """Follow a cdc stream (URL of the daemon, e.g. http://127.0.0.1:8080) and print each
     event; reconnects after a dropped connection and resumes where it stopped."""
@@ -351,7 +462,8 @@ def tail_command(
             filters[name] = [value]
     pretty = sys.stdout.isatty() if as_json is None else not as_json
     try:
-        asyncio.run(tail(url, filters, last_event_id, sys.stdout, pretty))
+        token_text = read_secret_text(token_file, "the token").strip() if token_file else None
+        asyncio.run(tail(url, filters, last_event_id, sys.stdout, pretty, token_text))
     except CdcError as error:
         _fail(error)
     except KeyboardInterrupt:

@@ -18,17 +18,22 @@ import structlog
 
 from cdc import mysql
 from cdc.admin.checks import ensure_capturable
+from cdc.capture.binlog.filters import TableFilter
 from cdc.capture.binlog.source import BinlogSource
 from cdc.capture.loop import Capture
-from cdc.errors import CdcError, StartupError
+from cdc.errors import CdcError, ConfigError, StartupError
 from cdc.models import CaptureStatus, StoredEvent
+from cdc.policy.redaction import RedactionPlan
+from cdc.secret_files import read_secret
 from cdc.serve import app
 from cdc.serve.feeds.local import LocalFeed
 from cdc.serve.hub import Hub
+from cdc.settings import reload_auth
 from cdc.store.reader import History
 from cdc.store.writer import Store
 
 if TYPE_CHECKING:
+    from cdc.serve.auth import Authenticator
     from cdc.settings import Dsn, Settings
 
 log = structlog.get_logger("cdc.daemon")
@@ -52,6 +57,28 @@ def _identity(dsn: Dsn) -> str:
         conn.close()
 
 
+def redaction_plan(settings: Settings) -> RedactionPlan | None:
+    """The `[[redact]]` rules with their keys read from their files (None: no rule)."""
+    if not settings.redact:
+        return None
+    keys = {
+        rule.hash_key_file: read_secret(rule.hash_key_file, "the [[redact]] hash key")
+        for rule in settings.redact
+        if rule.hash_key_file
+    }
+    return RedactionPlan(settings.redact, keys, settings.capture.user_column)
+
+
+def check_redacted_keys(dsn: Dsn, plan: RedactionPlan, captured: TableFilter) -> None:
+    """Refuses at start a rule that drops or masks a key column of a captured table."""
+    conn = mysql.connect_for_command(dsn)
+    try:
+        keys = mysql.primary_keys(conn)
+    finally:
+        conn.close()
+    plan.check_keys({name: columns for name, columns in keys.items() if captured(*name)})
+
+
 class Daemon:
     """`run()` for the CLI, awaitable `serve()` for tests; `stop()` asks for a clean stop.
 
@@ -72,6 +99,7 @@ class Daemon:
         self.feed = LocalFeed()
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._http: _Http | None = None
         self.started = threading.Event()
 
     def stop(self) -> None:
@@ -92,13 +120,18 @@ class Daemon:
     async def serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        dsn = self.settings.dsn
+        dsn, http_settings = self.settings.dsn, self.settings.http
+        # Refusals of the configuration come first, before any connection.
+        auth = app.prepare_auth(http_settings, self.settings.auth) if http_settings else None
+        plan = redaction_plan(self.settings)
         info = await asyncio.to_thread(ensure_capturable, dsn)
         identity = await asyncio.to_thread(_identity, dsn)
         source = BinlogSource(dsn, self.settings.capture, info.is_mariadb, self.blocking)
+        if plan is not None:
+            await asyncio.to_thread(check_redacted_keys, dsn, plan, source.captured)
         store = Store(dsn, server=identity)
-        capture = self.capture = Capture(self.settings.capture, source, store, self._publish)
-        http = await self._start_http()
+        capture = self.capture = Capture(self.settings.capture, source, store, self._publish, plan)
+        http = self._http = await self._start_http(auth)
         thread = threading.Thread(target=capture.run, name="cdc-capture", daemon=True)
         thread.start()
         self.started.set()
@@ -113,11 +146,11 @@ class Daemon:
         if capture.error is not None:
             raise capture.error
 
-    async def _start_http(self) -> _Http | None:
+    async def _start_http(self, auth: Authenticator | None) -> _Http | None:
         """The HTTP API next to the capture, when configured; its hub starts at the last
         stored event, so clients without an id start live from there."""
         settings = self.settings.http
-        if settings is None:
+        if settings is None or auth is None:
             return None
         dsn = self.settings.dsn
         probe = Store(dsn)
@@ -128,7 +161,7 @@ class Daemon:
         hub = Hub(last_id=checkpoint.last_event_id if checkpoint else probe.last_id)
         history = History(dsn)
         try:
-            running = await app.start(settings, hub, history, self.status, self.feed)
+            running = await app.start(settings, hub, history, self.status, self.feed, auth)
         except OSError as error:
             await history.close()
             raise StartupError(
@@ -136,6 +169,17 @@ class Daemon:
                 fix="choose another address with --http host:port, or --no-http",
             ) from None
         return _Http(running, history)
+
+    def reload(self) -> None:
+        """SIGHUP: the tokens and JWT key of the configuration file again; streams and
+        sessions of removed tokens end, the others go on. A bad file changes nothing."""
+        if self._http is None:
+            log.info("reload_ignored", reason="no HTTP API")
+            return
+        try:
+            self._http.server.reload_auth(reload_auth(self.settings.config_file))
+        except CdcError as error:
+            log.error("auth_reload_failed", problem=error.problem, fix=error.fix)
 
     def run(self) -> int:
         """Runs until SIGTERM/SIGINT; a second SIGINT forces the exit. Returns the exit code."""
@@ -155,10 +199,14 @@ class Daemon:
 
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, on_signal, signum)
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
             await self.serve()
 
         try:
             asyncio.run(main())
+        except ConfigError as error:
+            log.error("start_refused", problem=error.problem, fix=error.fix)
+            return error.exit_code
         except CdcError as error:
             log.error("capture_failed", problem=error.problem, fix=error.fix)
             return error.exit_code

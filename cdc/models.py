@@ -118,6 +118,7 @@ class ChangeRecord:
     timestamp: float  # commit time, seconds since the epoch (UTC)
     txn: str
     id: int = 0
+    key: tuple[str, ...] = ()  # the primary-key columns `row_id` was read from (redaction)
     # For a CASCADE event: the row change that caused it (its id goes into data["cause"]).
     cause: ChangeRecord | None = None
     # The statement's tags named by --context-tags (see capture/tags.py).

@@ -5,14 +5,17 @@ and end, identity.
 
 from __future__ import annotations
 
+import functools
+import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pymysql
 from pymysql.constants import ER
 
-from cdc.errors import StartupError, server_code
+from cdc.errors import ConfigError, StartupError, server_code
 from cdc.models import Position
+from cdc.sections import MysqlTls, TlsMode
 
 if TYPE_CHECKING:
     from cdc.settings import Dsn
@@ -40,8 +43,35 @@ def options(dsn: Dsn, *, database: bool = False, **overrides: Any) -> dict[str, 
     }
     if database:
         kwargs["database"] = dsn.database
+    if dsn.tls is not None:
+        kwargs["ssl"] = tls_context(dsn.tls)
     kwargs.update(overrides)
     return kwargs
+
+
+@functools.lru_cache(maxsize=8)
+def tls_context(tls: MysqlTls) -> ssl.SSLContext:
+    """The TLS context of every connection to the server (made once per setting).
+
+    `verify_identity` checks the certificate's chain and that it names the DSN's host;
+    `verify_ca` the chain only; `required` encrypts without checking (MySQL's ssl-mode).
+    """
+    try:
+        context = ssl.create_default_context(cafile=tls.ca)
+        if tls.cert and tls.key:
+            context.load_cert_chain(tls.cert, tls.key)
+    except (OSError, ssl.SSLError) as error:
+        files = ", ".join(f for f in (tls.ca, tls.cert, tls.key) if f) or "the system's CAs"
+        raise ConfigError(
+            f"cannot load the TLS files for the server ({files}): {error}",
+            fix="ssl_ca, ssl_cert and ssl_key name PEM files the daemon's user may read",
+        ) from None
+    # Like pymysql: certificates made by MySQL itself lack extensions the strict check wants.
+    context.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
+    context.check_hostname = tls.mode is TlsMode.VERIFY_IDENTITY
+    if tls.mode is TlsMode.REQUIRED:
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def connect(dsn: Dsn, *, database: bool = False, **overrides: Any) -> Connection:
@@ -56,12 +86,15 @@ def connect_for_command(dsn: Dsn, **overrides: Any) -> Connection:
         return connect(dsn, autocommit=True, **overrides)
     except pymysql.err.OperationalError as error:
         message = error.args[1] if len(error.args) > 1 else str(error)
-        raise StartupError(
-            f"cannot connect to {dsn.host}:{dsn.port}: {message}",
-            fix="check the DSN's host, port, user and password"
-            if server_code(error) == ER.ACCESS_DENIED_ERROR
-            else "check that the server runs and the host and port are right",
-        ) from None
+        if server_code(error) == ER.ACCESS_DENIED_ERROR:
+            fix = "check the DSN's host, port, user and password"
+            if dsn.tls is None:
+                fix += ", and whether the user requires TLS (REQUIRE SSL: set ssl_mode)"
+        elif "SSL" in str(message) or "certificate" in str(message):
+            fix = "check ssl_ca (the CA that signed the server's certificate) and ssl_mode"
+        else:
+            fix = "check that the server runs and the host and port are right"
+        raise StartupError(f"cannot connect to {dsn.host}:{dsn.port}: {message}", fix=fix) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +154,20 @@ def binlog_end(conn: Connection) -> Position:
         elif len(row) > 4 and row[4]:
             gtid = str(row[4]).replace("\n", "")
     return Position(row[0], int(row[1]), gtid)
+
+
+def primary_keys(conn: Connection) -> dict[tuple[str, str], tuple[str, ...]]:
+    """Every table's primary-key columns, in key order (for the redaction check)."""
+    keys: dict[tuple[str, str], tuple[str, ...]] = {}
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE"
+            " WHERE CONSTRAINT_NAME = 'PRIMARY'"
+            " ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
+        )
+        for schema, table, column in cur.fetchall():
+            keys[(schema, table)] = (*keys.get((schema, table), ()), column)
+    return keys
 
 
 def binary_logs(cur: Any) -> list[tuple[str, int]]:

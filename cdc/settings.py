@@ -8,15 +8,18 @@ Precedence is flag > environment > file > default. Nothing else reads the enviro
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import tomllib
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
+from cdc import sections
 from cdc.errors import ConfigError
+from cdc.sections import AuthSettings, MysqlTls, RedactRule
 
 
 class Binary(enum.StrEnum):
@@ -42,13 +45,18 @@ class LogLevel(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Dsn:
-    """`mysql://user:pass@host:port/db`; `db` holds the event table."""
+    """`mysql://user:pass@host:port/db?ssl_mode=...`; `db` holds the event table.
+
+    The query may hold the TLS keys of `[mysql]` (`ssl_mode`, `ssl_ca`, `ssl_cert`,
+    `ssl_key`); they win over the file's.
+    """
 
     host: str
     port: int
     user: str
     password: str = field(repr=False)
     database: str
+    tls: MysqlTls | None = None
 
     @classmethod
     def parse(cls, url: str) -> Dsn:
@@ -72,13 +80,25 @@ class Dsn:
             port = parts.port or 3306
         except ValueError as error:
             raise ConfigError(f"bad port in the DSN: {error}", fix="use host:3306") from None
+        query: dict[str, str] = {}
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key in query:
+                raise ConfigError(f"the DSN gives {key} twice", fix=f"keep one {key}=")
+            query[key] = value
         return cls(
             host=parts.hostname or "127.0.0.1",
             port=port,
             user=unquote(parts.username or "root"),
             password=unquote(parts.password or ""),
             database=database,
+            tls=sections.parse_tls(query, "the DSN's query") if query else None,
         )
+
+    def with_tls(self, tls: MysqlTls | None) -> Dsn:
+        """This DSN with the file's `[mysql]` TLS, unless its own query sets TLS."""
+        if self.tls is not None or tls is None:
+            return self
+        return dataclasses.replace(self, tls=tls)
 
     def __str__(self) -> str:
         return f"mysql://{self.user}:***@{self.host}:{self.port}/{self.database}"
@@ -196,9 +216,28 @@ class HttpSettings:
         "/health answers 503 when capture is further behind than this many seconds.",
         minimum=0,
     )
+    tls_cert: str | None = option(
+        None, "Serve HTTPS with this certificate (PEM, with its chain); needs --tls-key."
+    )
+    tls_key: str | None = option(None, "The private key (PEM) of --tls-cert.")
+    cors_origin: tuple[str, ...] = option(
+        (),
+        "Let pages of this origin (https://host:port) call the API from a browser "
+        "(repeatable; env CDC_CORS_ORIGIN, space-separated). Default: none.",
+    )
+    insecure_no_auth: bool = option(
+        False,
+        "Serve without any credential on a public address (every client reads every event). "
+        "Without tokens or a JWT key the API listens on loopback only, unless this is given.",
+    )
     retry_ms: int = 2000  # the SSE `retry:` hint: how soon a browser reconnects
     retry_after: int = 5  # the Retry-After of a 503 for too many clients (seconds)
     shutdown_timeout: float = 5.0  # longest wait for requests in flight at stop
+    # Hostile input: the longest request line and header, the most headers, the largest body.
+    max_line_size: int = 8190
+    max_field_size: int = 8190
+    max_headers: int = 64
+    max_body_bytes: int = 64 * 1024
 
     @property
     def address(self) -> tuple[str, int]:
@@ -212,11 +251,14 @@ class Settings:
     dsn: Dsn
     capture: CaptureSettings = CaptureSettings()
     http: HttpSettings | None = HttpSettings()  # None: capture only (--no-http)
+    auth: AuthSettings = AuthSettings()  # [auth]
+    redact: tuple[RedactRule, ...] = ()  # [[redact]]
+    config_file: str | None = None  # where [auth] is read again on SIGHUP
 
 
-# Options of `cdc run` that are not fields of a part: the DSN, --no-http, and the
-# command group's --log-level.
-RUN_OPTIONS = ("dsn", "no_http")
+# Options of `cdc run` that are not fields of a part: the DSN (or its file), --no-http,
+# and the command group's --log-level.
+RUN_OPTIONS = ("dsn", "dsn_file", "no_http")
 GROUP_OPTIONS = ("log_level",)
 PARTS: tuple[type, ...] = (CaptureSettings, HttpSettings)
 
@@ -236,6 +278,11 @@ def section(name: str) -> Callable[[SectionParser], SectionParser]:
         return parse
 
     return register
+
+
+section("auth")(sections.parse_auth)
+section("redact")(sections.parse_redact)
+section("mysql")(sections.parse_tls)
 
 
 def toml_keys() -> frozenset[str]:
@@ -272,6 +319,13 @@ def load_toml(path: str | None) -> TomlFile:
 def parse_sections(sections: dict[str, Any]) -> dict[str, Any]:
     """Each section's settings, by section name (absent sections are not parsed)."""
     return {name: SECTIONS[name](value) for name, value in sections.items()}
+
+
+def reload_auth(path: str | None) -> AuthSettings:
+    """The `[auth]` section of the configuration file as it is now (for SIGHUP)."""
+    parsed = parse_sections(load_toml(path).sections)
+    auth: AuthSettings = parsed.get("auth", AuthSettings())
+    return auth
 
 
 def parse_host_port(text: str) -> tuple[str, int]:

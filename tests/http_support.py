@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ import aiohttp
 
 from cdc._testing.mariadb import MariaDB
 from cdc.models import CaptureState, CaptureStatus, StoredEvent
+from cdc.sections import AuthSettings
 from cdc.serve import app as server
 from cdc.serve.hub import Hub
 from cdc.settings import Dsn, HttpSettings
@@ -121,7 +123,14 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(db: EventDb, **settings: Any) -> AsyncIterator[Running]:
+async def running(
+    db: EventDb,
+    auth: AuthSettings | None = None,
+    clock: Callable[[], float] = time.time,
+    **settings: Any,
+) -> AsyncIterator[Running]:
+    """The real server on a free port over `db`; `auth` configures its credentials and
+    `clock` is the wall clock it judges expiry by (tests move it forward)."""
     with db.conn.cursor() as cur:
         cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM `{db.name}`.event")
         last = int(cur.fetchone()[0])
@@ -135,7 +144,11 @@ async def running(db: EventDb, **settings: Any) -> AsyncIterator[Running]:
     )
     options: dict[str, Any] = {"listen": "127.0.0.1:0", **settings}
     running_ = Running(None, hub, history, db, status)  # type: ignore[arg-type]
-    http = await server.start(HttpSettings(**options), hub, history, lambda: running_.status)
+    http_settings = HttpSettings(**options)
+    authenticator = server.prepare_auth(http_settings, auth or AuthSettings(), clock)
+    http = await server.start(
+        http_settings, hub, history, lambda: running_.status, auth=authenticator
+    )
     running_.http = http
     try:
         yield running_
@@ -157,7 +170,7 @@ class Sse:
         """Reads up to the `retry:` hint, which the server sends once the stream is
         positioned: every event committed from now on reaches this client."""
         while self.retry is None:
-            raw = await self.response.content.readline()
+            raw = await self.response.content.readline(max_line_length=2**30)
             if not raw:
                 raise AssertionError("the stream ended before its retry: hint")
             line = raw.decode().rstrip("\n")
@@ -168,7 +181,7 @@ class Sse:
         """The next frame with an id or data (None at the end of the stream)."""
         fields: dict[str, str] = {}
         while True:
-            raw = await self.response.content.readline()
+            raw = await self.response.content.readline(max_line_length=2**30)
             if not raw:
                 return None
             line = raw.decode().rstrip("\n")
@@ -209,8 +222,11 @@ async def stream(
     url: str,
     params: Any = None,
     last_event_id: int | None = None,
+    token: str | None = None,
 ) -> AsyncIterator[Sse]:
     headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     async with session.get(f"{url}/stream", params=params, headers=headers) as response:
         assert response.status == 200, await response.text()
         assert response.headers["Content-Type"] == "text/event-stream"

@@ -40,15 +40,17 @@ def start_daemon(
     *args: str,
     db: str = "cdc",
     dsn: str | None = None,
-    http: int | None = None,
+    http: int | str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Daemon:
     """`cdc run` as a real process, capturing into database `db` (or the `dsn` given),
-    serving HTTP on 127.0.0.1:`http` when given. Its log is a file that the conftest
-    removes after the test."""
+    serving HTTP on 127.0.0.1:`http` when given, with `env` added to its environment
+    (CDC_CONFIG...). Its log is a file that the conftest removes after the test."""
     url = dsn or f"mysql://root@127.0.0.1:{server.port}/{db}"
-    env = dict(os.environ, CDC_DSN=url)
+    env = dict(os.environ, CDC_DSN=url, **(env or {}))
     log_path = Path(tempfile.mkstemp(prefix="cdc-daemon-", suffix=".log")[1])
-    serving = ["--http", f"127.0.0.1:{http}"] if http is not None else ["--no-http"]
+    address = http if isinstance(http, str) else f"127.0.0.1:{http}"  # a port, or host:port
+    serving = ["--http", address] if http is not None else ["--no-http"]
     with open(log_path, "w") as log:
         proc = Daemon(
             cdc_command("run", *serving, *args),

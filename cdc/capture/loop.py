@@ -20,6 +20,7 @@ from cdc.errors import classify
 from cdc.models import CaptureState, CaptureStatus, Changes, Commit, Heartbeat, Item, Position
 
 if TYPE_CHECKING:
+    from cdc.policy.redaction import RedactionPlan
     from cdc.protocols import Publish, Source
     from cdc.settings import CaptureSettings
     from cdc.store.writer import Store
@@ -44,15 +45,22 @@ class Capture:
 
     `run()` blocks until `stop_event` is set or capture fails (then `error` holds why);
     `status` is a frozen `CaptureStatus`, swapped whole, safe to read from any thread.
+    `redaction` is applied to every record before it is written (nothing clear is kept).
     """
 
     def __init__(
-        self, settings: CaptureSettings, source: Source, store: Store, publish: Publish
+        self,
+        settings: CaptureSettings,
+        source: Source,
+        store: Store,
+        publish: Publish,
+        redaction: RedactionPlan | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
         self.store = store
         self.publish = publish
+        self.redaction = redaction
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
         self.status = CaptureStatus()
@@ -163,6 +171,8 @@ class Capture:
                 self._finish(batch)
                 return item.error
             if isinstance(item, Changes):
+                if self.redaction is not None:
+                    self.redaction.apply(item.records)
                 self.store.add(item.records, item.outbox_ids)
                 batch.changes(now, len(item.records))
             elif isinstance(item, Commit):

@@ -75,5 +75,5 @@ def to_record(
     else:
         row_id = [row[name] for name in key]
     return ChangeRecord(
-        op, table.schema, table.name, row_id, row.get(user_column), data, timestamp, txn
+        op, table.schema, table.name, row_id, row.get(user_column), data, timestamp, txn, key=key
     )

@@ -27,6 +27,9 @@ FIRST_DELAY = 0.5  # seconds before reconnecting, doubled at each failure in a r
 MAX_DELAY = 30.0
 READ_TIMEOUT = 60.0  # the server sends a heartbeat at least every 15 s by default
 VALUE_CHARS = 60
+MAX_LINE = (
+    2**30
+)  # an event's `data:` line is as long as the event (the server's packet, 1 GiB at most)
 
 
 def stream_url(url: str) -> URL:
@@ -83,7 +86,7 @@ class _Frames:
         event_id: str | None = None
         data: list[str] = []
         while True:
-            raw = await self.content.readline()
+            raw = await self.content.readline(max_line_length=MAX_LINE)
             if not raw:
                 return
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -116,6 +119,16 @@ def _refused(status: int, body: bytes) -> CdcError:
             f"the server refused {parameter or 'the request'}: {message}",
             fix="check the filters (see GET /openapi.json)",
         )
+    if status == 401:
+        return ConfigError(
+            f"the server refused the credential ({message})",
+            fix="pass --token-file with a valid token (cdc token create), or a fresh JWT",
+        )
+    if status == 403:
+        return ConfigError(
+            "the token may not read what the filters ask for",
+            fix="ask only for the tables and types the token is granted",
+        )
     return CdcError(f"the server answered {status}: {message}", fix="check the URL")
 
 
@@ -125,12 +138,14 @@ async def tail(
     last_event_id: int | None,
     out: TextIO,
     pretty: bool,
+    token: str | None = None,
 ) -> None:
     """Print the events of `url`'s stream to `out` until cancelled.
 
     `filters` are `/stream` parameters (table, type, row_id, user_id, since); with
-    `last_event_id` the events after it come first. A bad filter or URL raises a
-    `CdcError`; lost connections, restarts and 503s are retried with backoff.
+    `last_event_id` the events after it come first; `token` is sent as a bearer token.
+    A bad filter, URL or token raises a `CdcError`; lost connections, restarts and 503s
+    are retried with backoff.
     """
     target = stream_url(url)
     params = [(name, value) for name, values in filters.items() for value in values]
@@ -141,6 +156,8 @@ async def tail(
     async with aiohttp.ClientSession(timeout=timeout) as session:
         while True:
             headers = {"Accept": "text/event-stream"}
+            if token is not None:
+                headers["Authorization"] = f"Bearer {token}"
             if last is not None:
                 headers["Last-Event-ID"] = str(last)
             wait: float | None = None

@@ -1,5 +1,7 @@
-"""The HTTP side: `/events` (history), `/stream` (live SSE), `/health`, `/metrics`, the page.
+"""The HTTP side: `/events` (history), `/stream` (live SSE), `/health`, `/metrics`, the page,
+and access (`/login`, `/logout`, `/tickets`; see `access.py`).
 
+`prepare_auth()` checks that the address may be served as configured and loads the keys;
 `start()` runs the aiohttp application next to the capture in the daemon's event loop.
 """
 
@@ -7,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import ssl
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -19,6 +23,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cdc import metrics
+from cdc.errors import ConfigError
+from cdc.policy.grants import Forbidden
+from cdc.serve import access
+from cdc.serve.access import CREDENTIAL, Access, describe, refused, scoped
+from cdc.serve.auth import Authenticator, Clock
 from cdc.serve.query import BadParameter, parse_events_query, parse_stream_query
 from cdc.store.reader import HistoryUnavailable
 from cdc.wire import event_json
@@ -26,7 +35,8 @@ from cdc.wire import event_json
 if TYPE_CHECKING:
     from cdc.models import CaptureStatus
     from cdc.protocols import Feed
-    from cdc.serve.hub import Hub
+    from cdc.sections import AuthSettings
+    from cdc.serve.hub import Hub, Subscription
     from cdc.settings import HttpSettings
     from cdc.store.reader import History
 
@@ -40,11 +50,24 @@ STATIC = resources.files("cdc.serve") / "static"
 class HttpServer:
     """A running HTTP server; `stop()` ends every stream and closes the listener."""
 
-    def __init__(self, runner: web.AppRunner, hub: Hub, tasks: list[asyncio.Task[None]]) -> None:
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        hub: Hub,
+        tasks: list[asyncio.Task[None]],
+        auth: Authenticator,
+        scheme: str,
+    ) -> None:
         self._runner = runner
         self._hub = hub
         self._tasks = tasks  # the heartbeat ticker, and the feed when there is one
         self._stopped = False
+        self.auth = auth
+        self._scheme = scheme
+
+    def reload_auth(self, settings: AuthSettings) -> None:
+        """New tokens and JWT key (SIGHUP); raises `ConfigError`, keeping the old, if bad."""
+        self.auth.reload(settings)
 
     @property
     def port(self) -> int:
@@ -54,7 +77,7 @@ class HttpServer:
     def url(self) -> str:
         host, port = self._runner.addresses[0][:2]
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
     async def stop(self) -> None:
         if self._stopped:
@@ -69,22 +92,87 @@ class HttpServer:
         await self._runner.cleanup()
 
 
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses; any other host is public."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: whatever it resolves to, it is not known to be local
+
+
+def prepare_auth(
+    settings: HttpSettings, auth: AuthSettings, clock: Clock = time.time
+) -> Authenticator:
+    """The credentials of the server, once its address and TLS files are found fit.
+
+    Without tokens and JWT key only a loopback address is served, unless
+    `insecure_no_auth` (then with a warning at every start): `ConfigError` (exit 2).
+    """
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together", fix="give both, or neither")
+    host = settings.address[0]
+    if not auth.enabled:
+        if not is_loopback(host) and not settings.insecure_no_auth:
+            raise ConfigError(
+                f"--http {settings.listen} is not a loopback address and no token or JWT key "
+                "is configured: every client would read every event",
+                fix="make a token (cdc token create NAME --tables 'schema.table'), paste the "
+                "[[auth.tokens]] block it prints into the --config file, and run again; or "
+                "listen on 127.0.0.1; or pass --insecure-no-auth to serve everyone",
+            )
+        if settings.insecure_no_auth:
+            log.warning(
+                "insecure_no_auth", listen=settings.listen, detail="every client reads every event"
+            )
+    return Authenticator(auth, clock)
+
+
+def _tls(settings: HttpSettings) -> ssl.SSLContext | None:
+    if not settings.tls_cert or not settings.tls_key:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(
+            f"cannot load --tls-cert {settings.tls_cert} / --tls-key {settings.tls_key}: {error}",
+            fix="give the PEM certificate (with its chain) and its private key",
+        ) from None
+    return context
+
+
 async def start(
-    settings: HttpSettings, hub: Hub, history: History, status: Status, feed: Feed | None = None
+    settings: HttpSettings,
+    hub: Hub,
+    history: History,
+    status: Status,
+    feed: Feed | None = None,
+    auth: Authenticator | None = None,
 ) -> HttpServer:
     """Listen on `settings.listen` and serve until `stop()`; `feed` hands committed
-    events to the hub (tests publish to the hub themselves)."""
-    app = make_app(settings, hub, history, status)
+    events to the hub (tests publish to the hub themselves). `auth` comes from
+    `prepare_auth` (by default: no credentials, so a loopback address only)."""
+    if auth is None:
+        from cdc.sections import AuthSettings
+
+        auth = prepare_auth(settings, AuthSettings())
+    context = _tls(settings)
+    app = make_app(settings, hub, history, status, auth)
     runner = web.AppRunner(
         app,
         access_log=None,
         # A stream whose client went away ends at once instead of at its next write.
         handler_cancellation=True,
         shutdown_timeout=settings.shutdown_timeout,
+        max_line_size=settings.max_line_size,
+        max_field_size=settings.max_field_size,
+        max_headers=settings.max_headers,
     )
     await runner.setup()
     host, port = settings.address
-    site = web.TCPSite(runner, host, port, backlog=1024)
+    site = web.TCPSite(runner, host, port, backlog=1024, ssl_context=context)
     try:
         await site.start()
     except OSError:
@@ -93,8 +181,8 @@ async def start(
     tasks = [asyncio.create_task(_tick(hub, settings.heartbeat / 3), name="cdc-heartbeat")]
     if feed is not None:
         tasks.append(asyncio.create_task(feed.run(hub), name="cdc-feed"))
-    server = HttpServer(runner, hub, tasks)
-    log.info("http_listening", url=server.url)
+    server = HttpServer(runner, hub, tasks, auth, "https" if context else "http")
+    log.info("http_listening", url=server.url, auth=auth.enabled)
     return server
 
 
@@ -104,17 +192,27 @@ async def _tick(hub: Hub, every: float) -> None:
         hub.tick()
 
 
-def make_app(settings: HttpSettings, hub: Hub, history: History, status: Status) -> web.Application:
+def make_app(
+    settings: HttpSettings, hub: Hub, history: History, status: Status, auth: Authenticator
+) -> web.Application:
     """The aiohttp application (for `start`, or a test's own runner)."""
-    app = web.Application()
-    handlers = _Handlers(settings, hub, history, status)
+    app = web.Application(
+        middlewares=[access.middleware(auth)], client_max_size=settings.max_body_bytes
+    )
+    handlers = _Handlers(settings, hub, history, status, auth)
+    doors = Access(auth, settings)
     app.router.add_get("/", handlers.page)
     app.router.add_get("/events", handlers.events)
     app.router.add_get("/stream", handlers.stream, allow_head=False)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/openapi.json", handlers.openapi)
+    app.router.add_post("/login", doors.login)
+    app.router.add_post("/logout", doors.logout)
+    app.router.add_post("/tickets", doors.tickets)
+    app.router.add_route("OPTIONS", "/{path:.*}", doors.preflight)
     app.router.add_static("/static/", str(STATIC), append_version=False)
+    app.on_response_prepare.append(access.headers(settings))
     app.on_shutdown.append(handlers.on_shutdown)
     return app
 
@@ -132,11 +230,19 @@ def openapi_spec() -> dict[str, Any]:
 
 
 class _Handlers:
-    def __init__(self, settings: HttpSettings, hub: Hub, history: History, status: Status) -> None:
+    def __init__(
+        self,
+        settings: HttpSettings,
+        hub: Hub,
+        history: History,
+        status: Status,
+        auth: Authenticator,
+    ) -> None:
         self.settings = settings
         self.hub = hub
         self.history = history
         self.status = status
+        self.auth = auth
         self._openapi: bytes | None = None
 
     async def page(self, request: web.Request) -> web.StreamResponse:
@@ -149,33 +255,40 @@ class _Handlers:
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         try:
-            filters = parse_events_query(request.query.items())
+            filters = scoped(request, parse_events_query(request.query.items()))
         except BadParameter as error:
             return _json(error.body(), 400)
+        except Forbidden as error:
+            return refused(request, error)
         started = time.perf_counter()
         try:
             rows, next_id = await self.history.query(filters)
         except HistoryUnavailable as error:
             log.warning("history_unavailable", error=str(error))
             return _json({"error": "unavailable", "message": str(error)}, 503, {"Retry-After": "5"})
-        metrics.history_query_seconds.observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        metrics.history_query_seconds.observe(seconds)
         key = b"next_before_id" if filters.descending else b"next_after_id"
         body = b'{"events":[%s],"%s":%s}' % (
             b",".join([event_json(e) for e in rows]),
             key,
             b"null" if next_id is None else str(next_id).encode(),
         )
+        credential = request[CREDENTIAL]
+        log.info(
+            "access_events",
+            token=credential.name,
+            via=credential.via,
+            client=access.client(request),
+            filters=describe(filters),
+            events=len(rows),
+            duration_ms=round(seconds * 1000, 1),
+        )
         response = web.Response(body=body, content_type="application/json")
         response.enable_compression()
         return response
 
-    async def stream(self, request: web.Request) -> web.StreamResponse:
-        try:
-            filters, after = parse_stream_query(
-                request.query.items(), request.headers.get("Last-Event-ID")
-            )
-        except BadParameter as error:
-            return _json(error.body(), 400)
+    def _refuse_stream(self) -> web.Response | None:
         retry_after = {"Retry-After": str(self.settings.retry_after)}
         if self.hub.closed:
             return _json({"error": "shutting_down"}, 503, retry_after)
@@ -186,9 +299,60 @@ class _Handlers:
                 503,
                 retry_after,
             )
+        return None
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        try:
+            filters, after = parse_stream_query(
+                request.query.items(), request.headers.get("Last-Event-ID")
+            )
+            filters = scoped(request, filters)
+        except BadParameter as error:
+            return _json(error.body(), 400)
+        except Forbidden as error:
+            return refused(request, error)
+        busy = self._refuse_stream()
+        if busy is not None:
+            return busy
         sub = self.hub.subscribe(
             filters, after, self.history, self.settings.stream_buffer, self.settings.heartbeat
         )
+        credential = request[CREDENTIAL]
+        # Closed at once when its token is removed (reload, logout), or when it expires.
+        self.auth.watch(sub, credential, sub.end)
+        expiry = None
+        if credential.expires_at is not None:
+            wait = max(0.0, credential.expires_at - self.auth.clock())
+            expiry = asyncio.get_running_loop().call_later(wait, sub.end, "expired")
+        opened = time.monotonic()
+        log.info(
+            "stream_opened",
+            token=credential.name,
+            via=credential.via,
+            client=access.client(request),
+            filters=describe(filters),
+            last_event_id=after,
+        )
+        try:
+            return await self._feed(request, sub)
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+            self.auth.unwatch(sub)
+            log.info(
+                "stream_closed",
+                token=credential.name,
+                client=access.client(request),
+                events=sub.events_sent,
+                last_event_id=sub.sent,
+                duration_s=round(time.monotonic() - opened, 1),
+                reason=sub.dropped
+                or sub.ended
+                or ("shutdown" if self.hub.closed else "client_left"),
+            )
+
+    async def _feed(self, request: web.Request, sub: Subscription) -> web.StreamResponse:
+        """Writes the stream until the hub closes, the client goes or it is dropped."""
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -223,15 +387,19 @@ class _Handlers:
             state = self.status().as_dict()
         except Exception as error:  # a boundary: /health answers whatever breaks
             log.exception("status_failed")
-            return _json({"healthy": False, "error": str(error)}, 503)
+            detail = {} if self.auth.enabled else {"error": str(error)}
+            return _json({"healthy": False, **detail}, 503)
         lag = state.get("lag_seconds")
         healthy = state.get("state") == "capturing" and (
             lag is None or lag <= self.settings.health_max_lag
         )
+        if self.auth.enabled:
+            # Open to anyone: how capture is doing, nothing of what it captures.
+            state = {"state": state["state"], "lag_seconds": lag}
+        else:
+            state["clients"] = self.hub.clients
         state.update(
-            clients=self.hub.clients,
-            max_lag_seconds=self.settings.health_max_lag,
-            healthy=healthy,
+            max_lag_seconds=self.settings.health_max_lag, healthy=healthy, auth=self.auth.enabled
         )
         return _json(state, 200 if healthy else 503)
 

@@ -215,8 +215,11 @@ class Hub:
             del self._events[: self._off], self._frames[: self._off], self._ends[: self._off]
             self._off = 0
 
-    def _take(self, after: int, filters: Filters | None) -> tuple[bytes, int, int | None] | None:
-        """Frames after id `after` from the window: (data, last id taken, last id sent).
+    def _take(
+        self, after: int, filters: Filters | None
+    ) -> tuple[bytes, int, int | None, int] | None:
+        """Frames after id `after` from the window: (data, last id taken, last id sent,
+        events sent).
 
         None when `after` is older than the window holds.
         """
@@ -224,16 +227,17 @@ class Hub:
             return None
         i = self._off + (after + 1 - self._base)
         if i >= len(self._frames):
-            return b"", after, None
+            return b"", after, None, 0
         j = bisect.bisect_right(self._ends, self._before(i) + CHUNK_BYTES, lo=i)
         j = max(j, i + 1)
         last_taken = self._events[j - 1].id
         if filters is None:
-            return b"".join(self._frames[i:j]), last_taken, last_taken
+            return b"".join(self._frames[i:j]), last_taken, last_taken, j - i
         picked = [k for k in range(i, j) if filters.matches(self._events[k])]
         if not picked:
-            return b"", last_taken, None
-        return b"".join(self._frames[k] for k in picked), last_taken, self._events[picked[-1]].id
+            return b"", last_taken, None, 0
+        data = b"".join(self._frames[k] for k in picked)
+        return data, last_taken, self._events[picked[-1]].id, len(picked)
 
 
 Write = Callable[[bytes], Awaitable[None]]
@@ -264,6 +268,8 @@ class Subscription:
         self.writes = 0  # writes completed
         self.writes_at_sweep = -1
         self.dropped: str | None = None
+        self.ended: str | None = None  # why it was ended cleanly (see `end`)
+        self.events_sent = 0  # for the access log
         self._abort: Callable[[], None] | None = None
 
     async def attach(self) -> None:
@@ -287,6 +293,17 @@ class Subscription:
         if self._abort is not None:
             self._abort()
 
+    def end(self, reason: str) -> None:
+        """End the stream cleanly at its next turn (its credential expired or was
+        revoked); a client stuck in a write is cut off instead."""
+        if self.ended or self.dropped:
+            return
+        self.ended = reason
+        if self.blocked:
+            self.drop(reason)
+        else:
+            self.hub._wake()
+
     def close(self) -> None:
         """Forget the client (the stream has ended)."""
         self.hub._unsubscribe(self)
@@ -304,15 +321,16 @@ class Subscription:
             await self.attach()
             assert self.cursor is not None
             last_write = loop.time()
-            while not (hub.closed or self.dropped):
+            while not (hub.closed or self.dropped or self.ended):
                 taken = hub._take(self.cursor, filters)
                 if taken is None:
                     await self._replay(write)
                     last_write = loop.time()
                     continue
-                data, self.cursor, sent = taken
+                data, self.cursor, sent, count = taken
                 if sent is not None:
                     self.sent = sent
+                    self.events_sent += count
                 if data:
                     await self._write(write, data)
                     last_write = loop.time()
@@ -346,7 +364,7 @@ class Subscription:
         """Catch up from the table: the events after the cursor, up to the window."""
         assert self.cursor is not None
         head = self.hub.head  # committed already, so the query below sees all up to it
-        rows = await self.history.after(self.cursor, self.filters, REPLAY_BATCH)
+        rows, read_to = await self.history.after(self.cursor, self.filters, REPLAY_BATCH)
         if rows:
             chunk: list[bytes] = []
             size = 0
@@ -357,12 +375,15 @@ class Subscription:
                 if size >= CHUNK_BYTES:
                     await self._write(write, b"".join(chunk))
                     chunk, size = [], 0
-                    if self.dropped or self.hub.closed:
+                    if self.dropped or self.ended or self.hub.closed:
                         return
             if chunk:
                 await self._write(write, b"".join(chunk))
             self.sent = rows[-1].id
+            self.events_sent += len(rows)
         if len(rows) == REPLAY_BATCH:
             self.cursor = rows[-1].id
         else:
-            self.cursor = max(rows[-1].id if rows else self.cursor, head or 0)
+            # The table was read up to `read_to` (a window of a narrow filter) or its end.
+            seen = (head or 0) if read_to is None else min(read_to, head or 0)
+            self.cursor = max(rows[-1].id if rows else self.cursor, seen)

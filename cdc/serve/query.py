@@ -24,19 +24,24 @@ DEFAULT_WINDOW = timedelta(hours=24)
 # Parameters each endpoint takes; anything else is refused with 400.
 EVENTS_PARAMETERS = frozenset(
     {"since", "until", "after_id", "before_id", "order", "table", "type", "row_id", "user_id"}
-    | {"limit"}
+    | {"limit", "ticket"}
 )
-STREAM_PARAMETERS = frozenset({"since", "table", "type", "row_id", "user_id", "last_event_id"})
+STREAM_PARAMETERS = frozenset(
+    {"since", "table", "type", "row_id", "user_id", "last_event_id", "ticket"}
+)
+# `ticket` is a credential, read by the access middleware; here it is only allowed.
 _REPEATABLE = frozenset({"table", "type"})
 
 _RELATIVE = re.compile(r"([0-9]{1,9})\s*(s|m|h|d|w)")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_ID = re.compile(r"[0-9]{1,20}")
+_ID = re.compile(r"[0-9]{1,20}")  # ASCII digits only: int() takes other scripts' too
+_LIMIT = re.compile(r"[0-9]{1,5}")  # never int() of a huge text (Python refuses 4,300 digits)
 _ID_MAX = 2**64 - 1
 _OLDEST = datetime(1000, 1, 1)  # DATETIME's documented range starts here
 _NEWEST = datetime(9999, 12, 31, 23, 59, 59, 999999)
 _MAX_TEXT = {"row_id": 1024, "user_id": 255}
 _IDENTIFIER_MAX = 64
+_MAX_VALUE = 4096  # any one parameter value
 
 
 class BadParameter(CdcError):
@@ -59,6 +64,8 @@ def _group(pairs: Iterable[tuple[str, str]], allowed: frozenset[str]) -> dict[st
             raise BadParameter(name, f"unknown parameter (known: {known})")
         if name in grouped and name not in _REPEATABLE:
             raise BadParameter(name, "given more than once")
+        if len(value) > _MAX_VALUE:
+            raise BadParameter(name, f"longer than {_MAX_VALUE} characters")
         try:
             value.encode()
         except UnicodeEncodeError:
@@ -104,13 +111,19 @@ def _id(name: str, value: str) -> int:
     return int(text)
 
 
-def _split(values: list[str]) -> list[str]:
-    return [piece.strip() for value in values for piece in value.split(",") if piece.strip()]
+_MAX_ITEMS = 100  # tables or types in one request
+
+
+def _split(values: list[str], name: str) -> list[str]:
+    items = [piece.strip() for value in values for piece in value.split(",") if piece.strip()]
+    if len(items) > _MAX_ITEMS:
+        raise BadParameter(name, f"more than {_MAX_ITEMS} values")
+    return items
 
 
 def _tables(values: list[str]) -> tuple[tuple[str | None, str], ...]:
     tables: list[tuple[str | None, str]] = []
-    for item in _split(values):
+    for item in _split(values, "table"):
         schema, dot, table = item.partition(".")
         pair = (schema, table) if dot else (None, schema)
         if not pair[1] or pair[0] == "" or any(len(p or "") > _IDENTIFIER_MAX for p in pair):
@@ -121,7 +134,7 @@ def _tables(values: list[str]) -> tuple[tuple[str | None, str], ...]:
 
 def _types(values: list[str]) -> tuple[str, ...]:
     types = []
-    for item in _split(values):
+    for item in _split(values, "type"):
         if not EVENT_TYPE.fullmatch(item.upper()):
             raise BadParameter(
                 "type",
@@ -179,7 +192,7 @@ def parse_events_query(pairs: Iterable[tuple[str, str]], now: datetime | None = 
         fields["before_id"] = _id("before_id", grouped["before_id"][0])
     if "limit" in grouped:
         text = grouped["limit"][0].strip()
-        if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        if not _LIMIT.fullmatch(text) or not 1 <= int(text) <= MAX_LIMIT:
             raise BadParameter("limit", f"expected an integer from 1 to {MAX_LIMIT}")
         fields["limit"] = int(text)
     if "order" in grouped:

@@ -193,7 +193,16 @@ async def test_openapi_describes_the_parameters_the_server_takes(event_db: Event
     async with running(event_db) as app:
         status, spec, _ = await get(f"{app.url}/openapi.json")
     assert status == 200 and spec["openapi"].startswith("3.")
-    assert set(spec["paths"]) == {"/events", "/stream", "/health", "/metrics", "/openapi.json"}
+    assert set(spec["paths"]) == {
+        "/events",
+        "/stream",
+        "/health",
+        "/metrics",
+        "/openapi.json",
+        "/login",
+        "/logout",
+        "/tickets",
+    }
 
     def names(path: str) -> set[str]:
         out = set()

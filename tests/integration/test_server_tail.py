@@ -110,3 +110,13 @@ def test_readable_lines() -> None:
     )
     delete = {**update, "type": "DELETE", "user_id": None, "data": {"before": {"id": [1, 2]}}}
     assert readable(delete).endswith("DELETE  bhima.patient  [42]  id=[1, 2]")
+
+
+async def test_an_event_longer_than_a_read_buffer_is_printed_whole(event_db: EventDb) -> None:
+    async with running(event_db) as app:
+        out = Output()
+        async with tailing(app.url, out, last_event_id=0):
+            app.commit(1, pad=3 * 2**20)  # a 3 MiB `data:` line
+            await out.wait_for(1)
+        (event,) = [json.loads(line) for line in out.getvalue().splitlines()]
+        assert event["data"]["pad"] == "x" * 3 * 2**20

@@ -32,12 +32,14 @@ class ListHistory:
         self.rows: list[StoredEvent] = []
         self.reads = 0
 
-    async def after(self, last_id: int, filters: Filters, limit: int) -> list[StoredEvent]:
+    async def after(
+        self, last_id: int, filters: Filters, limit: int
+    ) -> tuple[list[StoredEvent], int | None]:
         self.reads += 1
         await asyncio.sleep(0)
         rows = [e for e in self.rows if e.id > last_id and filters.matches(e)][:limit]
         await asyncio.sleep(0)
-        return rows
+        return rows, None
 
     async def last_id(self) -> int:
         await asyncio.sleep(0)

@@ -664,6 +664,7 @@ def test_create_record() -> None:
         data={"after": row},
         timestamp=1778588380.5,
         txn="0-1-5531",
+        key=("id",),
     )
     assert got.data["after"] is row  # no copy on the hot path
 

@@ -12,6 +12,10 @@ const empty = document.getElementById("empty");
 const form = document.getElementById("filters");
 const tableInput = document.getElementById("table");
 const tableList = document.getElementById("tables");
+const loginForm = document.getElementById("login");
+const loginError = document.getElementById("login-error");
+const logoutButton = document.getElementById("logout");
+const main = document.querySelector("main");
 
 let source = null; // the EventSource
 let generation = 0; // bumped on every (re)load, so that late answers are ignored
@@ -193,6 +197,20 @@ function receive(message) {
   }
 }
 
+// After a refused stream: back to the login form if the session ended, else reconnect.
+async function stillSignedIn(mine) {
+  if (mine !== generation) return;
+  try {
+    await getJson("events?order=desc&limit=1&after_id=0");
+  } catch (error) {
+    if (error instanceof SignedOut) {
+      showLogin(false);
+      return;
+    }
+  }
+  connect(lastId, mine);
+}
+
 function connect(after, mine) {
   if (mine !== generation) return;
   const params = filterParams();
@@ -207,10 +225,15 @@ function connect(after, mine) {
   };
   source.onerror = () => {
     if (source.readyState === EventSource.CLOSED) {
-      // Refused (503: too many clients, or shutting down): EventSource gives up, we do not.
+      // Refused (503: too many clients, or shutting down; 401: signed out, session or
+      // token expired): EventSource gives up, we do not. A reload finds out which.
       source = null;
+      if (tbody.rows.length === 0 && lastId === 0) {
+        load();
+        return;
+      }
       setStatus("reconnecting", `reconnecting in ${Math.round(retryDelay / 1000)} s…`);
-      retryTimer = setTimeout(() => connect(lastId, mine), retryDelay);
+      retryTimer = setTimeout(() => stillSignedIn(mine), retryDelay);
       retryDelay = Math.min(retryDelay * 2, 30000);
     } else {
       setStatus("reconnecting", "reconnecting…");
@@ -218,10 +241,90 @@ function connect(after, mine) {
   };
 }
 
+class SignedOut extends Error {}
+
 async function getJson(url) {
   const response = await fetch(url, { headers: { Accept: "application/json" } });
+  if (response.status === 401) throw new SignedOut();
   if (!response.ok) throw new Error(`${url}: ${response.status}`);
   return response.json();
+}
+
+// Signed out (the server wants a credential): nothing is shown but the login form.
+function showLogin(failed) {
+  generation++;
+  if (source) source.close();
+  source = null;
+  clearTimeout(retryTimer);
+  pending = [];
+  tbody.replaceChildren();
+  main.hidden = true;
+  form.hidden = true;
+  logoutButton.hidden = true;
+  loginForm.hidden = false;
+  loginError.hidden = !failed;
+  setStatus("signed-out", "sign in to see the changes");
+}
+
+let authOn = null; // from /health: whether the server asks for credentials
+
+async function showData() {
+  loginForm.hidden = true;
+  main.hidden = false;
+  form.hidden = false;
+  if (authOn === null) {
+    try {
+      authOn = (await (await fetch("health")).json()).auth === true;
+    } catch {
+      authOn = false;
+    }
+  }
+  logoutButton.hidden = !authOn;
+}
+
+async function login(event) {
+  event.preventDefault();
+  // Posted as the form would be; the session cookie (HttpOnly) is set by the answer.
+  const response = await fetch("login", {
+    method: "POST",
+    body: new URLSearchParams(new FormData(loginForm)),
+    redirect: "manual",
+  });
+  loginForm.reset();
+  if (response.type === "opaqueredirect" || response.ok) {
+    authOn = true;
+    load();
+  } else {
+    showLogin(true);
+  }
+}
+
+async function logout() {
+  await fetch("logout", { method: "POST" });
+  showLogin(false);
+}
+
+// The newest id of history, and the history up to it (newest first): `before` pages back
+// until a page is full or the day is read (a narrow grant may find few per page).
+async function readHistory(mine) {
+  const newest = await getJson("events?order=desc&limit=1&after_id=0");
+  let head = 0;
+  if (newest.events.length) head = newest.events[0].id;
+  else if (newest.next_before_id) head = newest.next_before_id - 1;
+  const events = [];
+  let before = head + 1;
+  while (events.length < FIRST_PAGE && mine === generation) {
+    const params = filterParams();
+    params.set("order", "desc");
+    params.set("since", "24h");
+    params.set("before_id", String(before));
+    params.set("limit", String(FIRST_PAGE - events.length));
+    const page = await getJson(`events?${params}`);
+    events.push(...page.events);
+    if (!page.next_before_id) break;
+    before = page.next_before_id;
+  }
+  return { head, events };
 }
 
 async function load() {
@@ -240,20 +343,18 @@ async function load() {
     }
     // The newest id first: history up to it, then the stream from it, so that an event
     // committed in between is neither missed nor shown twice.
-    const newest = await getJson("events?order=desc&limit=1&after_id=0");
-    const head = newest.events.length ? newest.events[0].id : 0;
-    const params = filterParams();
-    params.set("order", "desc");
-    params.set("since", "24h");
-    params.set("before_id", String(head + 1));
-    params.set("limit", String(FIRST_PAGE));
-    const page = await getJson(`events?${params}`);
+    const { head, events } = await readHistory(mine);
     if (mine !== generation) return;
-    appendHistory(page.events);
+    showData();
+    appendHistory(events);
     lastId = head;
     connect(head, mine);
   } catch (error) {
     if (mine !== generation) return;
+    if (error instanceof SignedOut) {
+      showLogin(false);
+      return;
+    }
     setStatus("reconnecting", `cannot load history (${error.message}); retrying…`);
     retryTimer = setTimeout(load, 5000);
   }
@@ -267,6 +368,8 @@ function filtersChanged() {
 }
 
 readFiltersFromUrl();
+loginForm.addEventListener("submit", login);
+logoutButton.addEventListener("click", logout);
 form.addEventListener("change", filtersChanged);
 form.addEventListener("submit", (e) => {
   e.preventDefault();
