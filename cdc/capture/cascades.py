@@ -174,6 +174,7 @@ class Cascades:
             schema=step.table[0],
             table=step.table[1],
             row_id=None,
+            key=(),
             data=data,
             id=0,
             cause=cause,

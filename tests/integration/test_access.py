@@ -254,7 +254,7 @@ async def test_a_narrow_grant_walks_the_table_a_window_at_a_time(
         # Only the last event is of the ward's table.
         cur.execute(
             f"INSERT INTO `{event_db.name}`.event SELECT seq, UTC_TIMESTAMP(6), NULL, 'CREATE',"
-            " 'hosp', IF(seq = %s, 'patient_visit', 'invoice'), seq, '{}', 't'"
+            " 'hosp', IF(seq = %s, 'patient_visit', 'invoice'), seq, '{}', 't', NULL"
             " FROM seq_1_to_250000",
             (rows,),
         )
