@@ -22,6 +22,14 @@ CASCADE = "CASCADE"
 EVENT_TYPE = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
 """Every event type: CREATE, UPDATE, DELETE, CASCADE, or an application's own (LOGIN)."""
 
+RESERVED_TYPES = frozenset({"CREATE", "UPDATE", "DELETE", CASCADE})
+"""The types capture gives its own events; an application's events may not take them."""
+
+
+def application_type(kind: object) -> bool:
+    """Whether `kind` may name an application event."""
+    return isinstance(kind, str) and bool(EVENT_TYPE.fullmatch(kind)) and kind not in RESERVED_TYPES
+
 
 @dataclass(frozen=True, slots=True)
 class Column:

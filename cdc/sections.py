@@ -20,8 +20,9 @@ from cdc.models import EVENT_TYPE
 
 T = TypeVar("T")
 
-SCOPES = frozenset({"metrics"})
-"""What a credential may do besides reading events: `metrics` reads `/metrics`."""
+SCOPES = frozenset({"metrics", "publish"})
+"""What a credential may do besides reading events: `metrics` reads `/metrics`,
+`publish` writes application events (`POST /events`)."""
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,63}")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -152,7 +153,7 @@ _TOKEN_KEYS = {
     "sha256": "SHA-256 of the token, 64 hex digits (cdc token create prints it)",
     "tables": "globs on schema.table it may read",
     "types": "event types it may read (default: all)",
-    "scopes": "metrics",
+    "scopes": "metrics, publish",
 }
 _JWT_KEYS = {
     "hs256_secret_file": "file holding the HS256 secret",

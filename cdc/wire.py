@@ -41,6 +41,20 @@ def key_value(text: str | None) -> Any:
     return text
 
 
+def key_text(value: Any) -> str | None:
+    """A `row_id` / `user_id` as stored (the inverse of `key_value`): a scalar as its
+    text, a composite key as a JSON array."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return str(value)
+    return orjson.dumps(value).decode()
+
+
 def iso_timestamp(stored: str) -> str:
     """'YYYY-MM-DD HH:MM:SS[.ffffff]' (UTC) -> 'YYYY-MM-DDTHH:MM:SS[.ffffff]Z'.
 

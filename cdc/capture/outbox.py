@@ -10,20 +10,13 @@ skipped and never taken for a row change.
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
-from cdc.models import CASCADE, EVENT_TYPE, ChangeRecord, Op, Row
+from cdc.models import ChangeRecord, Row, application_type
 
 log = structlog.get_logger("cdc.capture")
 
-RESERVED = frozenset({*(str(op) for op in Op), CASCADE})
 INVALID = "OUTBOX_INVALID"
-
-
-def valid_type(kind: Any) -> bool:
-    return isinstance(kind, str) and bool(EVENT_TYPE.fullmatch(kind)) and kind not in RESERVED
 
 
 def record(
@@ -43,7 +36,7 @@ def record(
     data = row.get("data")
     if data is None:
         data = {}
-    if not valid_type(kind):
+    if not application_type(kind):
         log.warning("outbox_type_invalid", outbox_id=row.get("id"))
         data = {"type": kind, "data": data}
         kind = INVALID

@@ -28,7 +28,9 @@ from cdc.policy.grants import Forbidden
 from cdc.serve import access
 from cdc.serve.access import CREDENTIAL, Access, describe, refused, scoped
 from cdc.serve.auth import Authenticator, Clock
+from cdc.serve.publish import Publisher
 from cdc.serve.query import BadParameter, parse_events_query, parse_stream_query
+from cdc.store.outbox import Outbox
 from cdc.store.reader import HistoryUnavailable
 from cdc.wire import event_json
 
@@ -210,6 +212,13 @@ def make_app(
     app.router.add_post("/login", doors.login)
     app.router.add_post("/logout", doors.logout)
     app.router.add_post("/tickets", doors.tickets)
+    outbox = Outbox(history.dsn)
+    app.router.add_post("/events", Publisher(auth, outbox).post)
+
+    async def close_outbox(_app: web.Application) -> None:
+        await outbox.close()
+
+    app.on_cleanup.append(close_outbox)
     app.router.add_route("OPTIONS", "/{path:.*}", doors.preflight)
     app.router.add_static("/static/", str(STATIC), append_version=False)
     app.on_response_prepare.append(access.headers(settings))

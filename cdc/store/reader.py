@@ -195,6 +195,7 @@ class History:
     of its own; connections are kept for reuse, at most `pool_size` at a time."""
 
     def __init__(self, dsn: Dsn, pool_size: int = 4) -> None:
+        self.dsn = dsn
         self._dsn = dsn
         self._table = qualified(dsn.database, EVENT)
         self._idle: list[pymysql.connections.Connection[Cursor]] = []

@@ -23,6 +23,7 @@ from cdc.models import ChangeRecord, Position, StoredEvent
 from cdc.store import checkpoint
 from cdc.store.checkpoint import Checkpoint
 from cdc.store.schema import EVENT, OUTBOX, columns, qualified
+from cdc.wire import key_text
 
 if TYPE_CHECKING:
     from cdc.settings import Dsn
@@ -31,19 +32,6 @@ if TYPE_CHECKING:
 # the text waiting to be sent small.
 MAX_STATEMENT_BYTES = 2 * 1024 * 1024
 _INSERT = f"INSERT INTO {qualified('{database}', EVENT)} ({columns(quoted=False)}) VALUES "
-
-
-def _text(value: Any) -> str | None:
-    """row_id / user_id as stored: a scalar as its text, a composite key as a JSON array."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int | float):
-        return str(value)
-    return orjson.dumps(value).decode()
 
 
 _BACKSLASH, _BACKSLASH2, _QUOTE, _QUOTE2 = "\\", "\\\\", "'", "\\'"
@@ -245,8 +233,8 @@ class Store:
         self, record: ChangeRecord, ts: str, txn: str, shape: tuple[str, tuple[str, str, str]]
     ) -> tuple[str, StoredEvent]:
         """One event's VALUES tuple, and the event as stored."""
-        user_id = _text(record.user_id)
-        row_id = _text(record.row_id)
+        user_id = key_text(record.user_id)
+        row_id = key_text(record.row_id)
         if record.cause is not None:  # a CASCADE event names its cause by id
             record.data["cause"] = record.cause.id
             record.cause = None  # the cause's images need not stay in memory

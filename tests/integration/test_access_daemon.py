@@ -401,3 +401,53 @@ async def test_a_masked_key_column_is_refused_at_start(hosp: Hospital) -> None:
     log = proc.log()
     assert proc.returncode == 2, log[-2000:]
     assert f"{hosp.schema}.patient.id (mask)" in log and "hash" in log
+
+
+async def test_programs_publish_application_events_with_the_publish_scope(hosp: Hospital) -> None:
+    """POST /events: an outbox row in a transaction of its own, back on the stream through
+    capture, in order; refused without the scope, outside the grant, or with a bad body."""
+    hosp.tokens["app"] = new_token()
+    config = grants(hosp, "ward-screen")
+    # Events about no table (LOGIN) are read by grants that name their type.
+    config["app"] = {
+        "tables": [f"{hosp.schema}.patient_visit"],
+        "types": ["CREATE", "UPDATE", "DELETE", "LOGIN", "VISIT_PRINTED"],
+        "scopes": ["publish"],
+    }
+    hosp.write_config(config)
+    proc = hosp.start()
+    try:
+        await serving(hosp, proc)
+        async with aiohttp.ClientSession() as http:
+            url, app = f"{hosp.url}/events", bearer(hosp.tokens["app"])
+            ward = sse(http, hosp.url, hosp.tokens["ward-screen"])
+            async with sse(http, hosp.url, hosp.tokens["app"]) as stream, ward as screen:
+                login = {"type": "LOGIN", "user_id": 7, "data": {"ip": "10.0.0.9"}}
+                async with http.post(url, json=login, headers=app) as response:
+                    assert response.status == 202, await response.text()
+                    assert (await response.json())["outbox_id"] > 0
+                about = {"type": "VISIT_PRINTED", "schema": hosp.schema, "table": "patient_visit",
+                         "row_id": 10}  # fmt: skip
+                async with http.post(url, json=about, headers=app) as response:
+                    assert response.status == 202
+                got = await stream.events(2)
+                # The ward's screen (no type named) sees the event about its table only.
+                assert [e["type"] for e in await screen.events(1)] == ["VISIT_PRINTED"]
+            assert [(e["type"], e["user_id"], e["schema"]) for e in got] == [
+                ("LOGIN", 7, None),
+                ("VISIT_PRINTED", None, hosp.schema),
+            ]
+            assert got[0]["data"] == {"ip": "10.0.0.9"} and got[1]["row_id"] == 10
+            refusals = [
+                (bearer(hosp.tokens["ward-screen"]), login, 403),  # no publish scope
+                (app, {**about, "table": "invoice"}, 403),  # outside its grant
+                (app, {"type": "CREATE"}, 400),  # a row change's type
+                (app, {"type": "LOGIN", "extra": 1}, 400),
+                ({}, login, 401),
+            ]
+            for headers, body, status in refusals:
+                async with http.post(url, json=body, headers=headers) as response:
+                    assert response.status == status, (body, await response.text())
+    finally:
+        code, log = stop_daemon(proc)
+    assert code == 0, log[-3000:]
