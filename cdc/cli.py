@@ -24,6 +24,7 @@ from cdc.sections import AuthSettings
 from cdc.settings import (
     PARTS,
     SECTIONS,
+    CaptureMode,
     CaptureSettings,
     Dsn,
     HttpSettings,
@@ -38,7 +39,8 @@ from cdc.settings import (
     toml_keys,
 )
 
-COMMANDS = ("init", "check", "run", "status", "demo", "tail", "token")
+COMMANDS = ("init", "check", "run", "status", "demo", "tail", "token", "triggers")
+TRIGGER_COMMANDS = ("install", "remove", "status")
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) -> str | None:
@@ -57,6 +59,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) 
             + (f"; sections: {sections}" if sections else "")
         )
     ctx.default_map = {**data, **{name: data for name in COMMANDS}}
+    ctx.default_map["triggers"] = {**data, **{name: data for name in TRIGGER_COMMANDS}}
     ctx.meta[SECTIONS_KEY] = config.sections
     ctx.meta[CONFIG_KEY] = path
     return path
@@ -87,11 +90,13 @@ def _click_type(annotation: Any, spec: Option) -> tuple[Any, dict[str, Any]]:
     return None, {}
 
 
-def settings_options(part: type) -> list[Callable[[Any], Any]]:
-    """click options for the option fields of a settings class."""
+def settings_options(part: type, only: tuple[str, ...] = ()) -> list[Callable[[Any], Any]]:
+    """click options for the option fields of a settings class (those named `only`)."""
     hints = typing.get_type_hints(part)
     decorators = []
     for f in options_of(part):
+        if only and f.name not in only:
+            continue
         spec: Option = f.metadata["option"]
         name = option_name(f)
         kind, extra = _click_type(hints[f.name], spec)
@@ -257,17 +262,28 @@ def init(dsn: str | None, dsn_file: str | None) -> None:
 
 @main.command()
 @dsn_option
-def check(dsn: str | None, dsn_file: str | None) -> None:
-    """Check that the server can be captured: binlog settings, privileges, event tables.
+@click.option(
+    "--capture",
+    "mode",
+    envvar="CDC_CAPTURE",
+    type=click.Choice([str(m) for m in CaptureMode]),
+    default=str(CaptureMode.BINLOG),
+    show_default=True,
+    help="Check what this capture mode needs (env CDC_CAPTURE).",
+)
+def check(dsn: str | None, dsn_file: str | None, mode: str) -> None:
+    """Check that the server can be captured: binlog settings (or, with --capture
+    triggers, the triggers' privileges and tables), privileges, event tables.
 
     One line per check, with the exact my.cnf line or GRANT that fixes a failure.
     Exit 0 when capture can work, 1 otherwise.
     """
-    from cdc.admin.checks import run_checks
+    from cdc.admin.checks import run_checks, run_trigger_checks
 
     try:
         parsed = command_dsn(dsn, dsn_file)
-        info, results = run_checks(parsed)
+        checks = run_trigger_checks if mode == CaptureMode.TRIGGERS else run_checks
+        info, results = checks(parsed)
     except CdcError as error:
         _fail(error)
     click.echo(f"server {info.version.removeprefix('5.5.5-')} at {parsed.host}:{parsed.port}")
@@ -349,6 +365,99 @@ def demo(http: str, interval: float) -> None:
         sys.exit(run_demo(http, interval))
     except CdcError as error:
         _fail(error)
+
+
+@main.group()
+def triggers() -> None:
+    """Capture without binlog access: triggers that stage every row change of the chosen
+    tables, moved into the event table by `cdc run --capture triggers`."""
+
+
+def _trigger_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--dsn, and the options of `cdc run` that choose the tables and the user column
+    (the same flags, CDC_* variables and TOML keys, so one file configures both)."""
+    for option in reversed(settings_options(CaptureSettings, _TRIGGER_FIELDS)):
+        command = option(command)
+    return dsn_option(command)
+
+
+_TRIGGER_FIELDS = ("include", "exclude", "user_column")
+
+
+def _triggers(options: dict[str, Any]) -> Any:
+    """The `Triggers` of a command's options, with the file's [[redact]] rules."""
+    from cdc.capture.triggers.install import Triggers
+    from cdc.daemon import redaction_plan
+
+    dsn = command_dsn(options.pop("dsn"), options.pop("dsn_file"))
+    capture = CaptureSettings(
+        include=_patterns(options["include"]),
+        exclude=_patterns(options["exclude"]),
+        user_column=options["user_column"],
+    )
+    sections = parse_sections(file_sections())
+    settings = Settings(dsn=dsn, capture=capture, redact=sections.get("redact", ()))
+    return Triggers(dsn, settings.capture, redaction_plan(settings))
+
+
+@triggers.command(name="install")
+@_trigger_options
+@click.option("--dry-run", is_flag=True, help="Print the SQL; change nothing.")
+def triggers_install(dry_run: bool, **options: Any) -> None:
+    """Install (or bring up to date) the capture triggers of every included table and of
+    the outbox, after the tables' own triggers. Safe on live tables: no change is lost."""
+    try:
+        steps = _triggers(options).install(dry_run=dry_run)
+    except CdcError as error:
+        _fail(error)
+    for step in steps:
+        if dry_run:
+            click.echo(f"-- {step.table.line()}")
+            for statement in step.statements:
+                click.echo(statement + ";")
+        else:
+            click.echo(
+                f"installed   {step.table.schema}.{step.table.table}  (was {step.table.state})"
+            )
+    if not steps:
+        click.echo("every included table is up to date")
+    elif dry_run:
+        click.echo(f"-- {len(steps)} table(s) would change; nothing was changed (--dry-run)")
+
+
+@triggers.command(name="remove")
+@_trigger_options
+@click.option("--force", is_flag=True, help="Also drop staged changes not yet moved.")
+def triggers_remove(force: bool, **options: Any) -> None:
+    """Drop exactly the capture triggers `install` created (of the included tables), and
+    nothing of the application's. Refuses while their changes are not yet moved."""
+    try:
+        found = _triggers(options)
+        steps = found.remove(force=force)
+    except CdcError as error:
+        _fail(error)
+    for step in steps:
+        click.echo(step.table.line())
+    for note in found.notes:
+        click.echo(note)
+    if not steps:
+        click.echo("no capture trigger to remove")
+
+
+@triggers.command(name="status")
+@_trigger_options
+def triggers_status(**options: Any) -> None:
+    """One line per included table: ok, missing or out of date (after an ALTER TABLE or
+    a change of [[redact]]: `install` again). Exit 1 unless every one is ok."""
+    try:
+        states = _triggers(options).status()
+    except CdcError as error:
+        _fail(error)
+    for state in states:
+        click.echo(state.line())
+    bad = sum(not s.ok for s in states)
+    click.echo(f"{len(states) - bad} of {len(states)} table(s) ok")
+    sys.exit(1 if bad else 0)
 
 
 @main.group()

@@ -1,5 +1,5 @@
-"""`cdc run`: wires a capture (binlog source -> capture loop -> store) to the HTTP side
-(local feed -> hub -> streams), with signals and an orderly shutdown.
+"""`cdc run`: wires a capture (binlog or trigger source -> capture loop -> store) to the HTTP
+side (local feed -> hub -> streams), with signals and an orderly shutdown.
 
 Shutdown in order: stop reading, commit the whole source transactions already read,
 end the streams, close the connections.
@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 import structlog
 
 from cdc import mysql
-from cdc.admin.checks import ensure_capturable
-from cdc.capture.binlog.filters import TableFilter
+from cdc.admin.checks import ensure_capturable, ensure_trigger_capturable
 from cdc.capture.binlog.source import BinlogSource
+from cdc.capture.filters import TableFilter
 from cdc.capture.loop import Capture
+from cdc.capture.triggers.mover import TriggerSource
 from cdc.errors import CdcError, ConfigError, StartupError
 from cdc.models import CaptureStatus, StoredEvent
 from cdc.policy.redaction import RedactionPlan
@@ -28,11 +29,12 @@ from cdc.secret_files import read_secret
 from cdc.serve import app
 from cdc.serve.feeds.local import LocalFeed
 from cdc.serve.hub import Hub
-from cdc.settings import reload_auth
+from cdc.settings import CaptureMode, reload_auth
 from cdc.store.reader import History
 from cdc.store.writer import Store
 
 if TYPE_CHECKING:
+    from cdc.protocols import Source
     from cdc.serve.auth import Authenticator
     from cdc.settings import Dsn, Settings
 
@@ -124,13 +126,12 @@ class Daemon:
         # Refusals of the configuration come first, before any connection.
         auth = app.prepare_auth(http_settings, self.settings.auth) if http_settings else None
         plan = redaction_plan(self.settings)
-        info = await asyncio.to_thread(ensure_capturable, dsn)
+        source, loop_plan = await self._source(plan)
         identity = await asyncio.to_thread(_identity, dsn)
-        source = BinlogSource(dsn, self.settings.capture, info.is_mariadb, self.blocking)
-        if plan is not None:
-            await asyncio.to_thread(check_redacted_keys, dsn, plan, source.captured)
         store = Store(dsn, server=identity)
-        capture = self.capture = Capture(self.settings.capture, source, store, self._publish, plan)
+        capture = self.capture = Capture(
+            self.settings.capture, source, store, self._publish, loop_plan
+        )
         http = self._http = await self._start_http(auth)
         thread = threading.Thread(target=capture.run, name="cdc-capture", daemon=True)
         thread.start()
@@ -145,6 +146,28 @@ class Daemon:
                 await http.stop()
         if capture.error is not None:
             raise capture.error
+
+    async def _source(self, plan: RedactionPlan | None) -> tuple[Source, RedactionPlan | None]:
+        """The capture source of the mode, after its checks; and the redaction the capture
+        loop applies (in trigger mode the triggers and the mover redact)."""
+        dsn, settings = self.settings.dsn, self.settings.capture
+        if settings.mode is CaptureMode.TRIGGERS:
+            if settings.from_now:
+                raise ConfigError(
+                    "--from-now is for binlog capture",
+                    fix="leave it out: in trigger mode the staging table holds exactly the "
+                    "changes not yet captured",
+                )
+            await asyncio.to_thread(ensure_trigger_capturable, dsn)
+            if plan is not None:
+                captured = TableFilter(frozenset(), settings.include, settings.exclude)
+                await asyncio.to_thread(check_redacted_keys, dsn, plan, captured)
+            return TriggerSource(dsn, settings, plan, self.blocking), None
+        info = await asyncio.to_thread(ensure_capturable, dsn)
+        source = BinlogSource(dsn, settings, info.is_mariadb, self.blocking)
+        if plan is not None:
+            await asyncio.to_thread(check_redacted_keys, dsn, plan, source.captured)
+        return source, plan
 
     async def _start_http(self, auth: Authenticator | None) -> _Http | None:
         """The HTTP API next to the capture, when configured; its hub starts at the last

@@ -98,6 +98,14 @@ class Position:
     def __str__(self) -> str:
         return f"{self.log_file}:{self.log_pos}"
 
+    @property
+    def from_triggers(self) -> bool:
+        return self.log_file == TRIGGER_LOG
+
+
+TRIGGER_LOG = "cdc_staging"
+"""The `log_file` of trigger mode's positions (`log_pos`: the last staging row moved)."""
+
 
 Row = dict[str, Any]
 """A row image with JSON-safe values (see values.py for the rules), keyed by column name."""
@@ -138,10 +146,13 @@ class Changes:
     """A chunk of row changes of one source transaction (a big one arrives in many chunks).
 
     `outbox_ids` are the outbox rows its application events came from: the writer
-    deletes them with the events, keeping the outbox small."""
+    deletes them with the events, keeping the outbox small. `staging_ids` are the
+    staging rows (trigger mode) they were moved from: deleted with them, so that each is
+    moved exactly once."""
 
     records: list[ChangeRecord] = field(default_factory=list)
     outbox_ids: list[int] = field(default_factory=list)
+    staging_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

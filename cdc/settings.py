@@ -36,6 +36,13 @@ class Decoder(enum.StrEnum):
     LIBRARY = "library"  # mysql-replication's own
 
 
+class CaptureMode(enum.StrEnum):
+    """Where row changes come from."""
+
+    BINLOG = "binlog"  # a replica connection reading the binlog
+    TRIGGERS = "triggers"  # the staging table the capture triggers fill (cdc triggers install)
+
+
 class LogLevel(enum.StrEnum):
     DEBUG = "debug"
     INFO = "info"
@@ -141,8 +148,14 @@ def default_of(f: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class CaptureSettings:
-    """What the capture loop and the binlog source need."""
+    """What the capture loop and its sources need."""
 
+    mode: CaptureMode = option(
+        CaptureMode.BINLOG,
+        "Where changes come from: the binlog (a replica connection), or the staging table "
+        "of the capture triggers (`cdc triggers install`; no binlog access needed).",
+        name="capture",
+    )
     server_id: int = option(
         4263,
         "Replica server id of the binlog connection; unique among the server's replicas.",
@@ -190,6 +203,7 @@ class CaptureSettings:
     binlog_heartbeat: float = 1.0  # the replica heartbeat: the binlog read returns this often
     read_timeout: float = 30.0  # a binlog read silent this long is a lost connection
     gtid_resume: bool = True  # False: always resume by binlog file and offset
+    trigger_poll_seconds: float = 0.05  # how often an idle mover looks at the staging table
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,16 @@ import pymysql
 from cdc import mysql
 from cdc.errors import StartupError, classify
 from cdc.mysql import ServerInfo
-from cdc.store.schema import CHECKPOINT, EVENT, OUTBOX, OWN_TABLES, init_schema, pending_migrations
+from cdc.store import staging
+from cdc.store.schema import (
+    CHECKPOINT,
+    EVENT,
+    OUTBOX,
+    OWN_TABLES,
+    STAGING,
+    init_schema,
+    pending_migrations,
+)
 
 REQUIRED = frozenset({EVENT, CHECKPOINT})  # what capture needs; the rest `cdc run` adds
 
@@ -140,6 +149,116 @@ def _cascading(keys: list[tuple[Any, ...]]) -> Check:
         + ", ".join(listed[:_LISTED])
         + more,
     )
+
+
+def run_trigger_checks(dsn: Dsn) -> tuple[ServerInfo, list[Check]]:
+    """What trigger mode needs: privileges, the event and staging tables, triggers
+    installed on some table (`cdc check --capture triggers`; `cdc run` enforces it)."""
+    conn = mysql.connect_for_command(dsn)
+    try:
+        info = mysql.server_info(conn)
+        variables = _variables(conn)
+        grants = _grants(conn)
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
+                f" AND TABLE_NAME IN ({', '.join(['%s'] * len(OWN_TABLES))})",
+                (dsn.database, *OWN_TABLES),
+            )
+            tables = {row[0] for row in cur.fetchall()}
+            ready = staging.ready(cur, dsn.database)
+            installed = staging.installed(cur, dsn.database) if ready else {}
+            waiting = staging.staged_count(cur, dsn.database) if ready else 0
+        cascading = _cascading(mysql.foreign_keys(conn))
+    finally:
+        conn.close()
+    checks = _evaluate_triggers(info, variables, grants, tables, dsn.database, installed, waiting)
+    return info, [*checks, cascading]
+
+
+def _evaluate_triggers(
+    info: ServerInfo,
+    variables: dict[str, str],
+    grants: list[str],
+    tables: set[str],
+    database: str,
+    installed: dict[Any, Any],
+    waiting: int,
+) -> list[Check]:
+    grant = "GRANT TRIGGER, SELECT ON `app`.* TO 'cdc'@'%' (for each captured schema)"
+    checks = []
+    for name in ("TRIGGER", "SELECT"):
+        has = _has_any(grants, name)
+        checks.append(Check(f"privilege {name}", has, "granted" if has else "missing", grant))
+    writes = all(_has(grants, p, f"{database}.*") for p in ("INSERT", "UPDATE", "DELETE"))
+    checks.append(
+        Check(
+            f"privilege to write `{database}`",
+            writes,
+            "granted" if writes else "missing INSERT/UPDATE/DELETE",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX ON `{database}`.* "
+            "TO 'cdc'@'%'",
+        )
+    )
+    log_bin = variables.get("log_bin", "OFF").upper() in ("ON", "1")
+    trusted = variables.get("log_bin_trust_function_creators", "OFF").upper() in ("ON", "1")
+    if log_bin and not trusted and not _has(grants, "SUPER"):
+        cnf = "[mariadb]" if info.is_mariadb else "[mysqld]"
+        checks.append(
+            Check(
+                "log_bin_trust_function_creators",
+                True,
+                "OFF with the binary log on: creating triggers needs SUPER",
+                f"SET GLOBAL log_bin_trust_function_creators = 1 (and under {cnf} in my.cnf)",
+                warning=True,
+            )
+        )
+    missing = REQUIRED - tables
+    checks.append(
+        Check(
+            "event tables",
+            not missing,
+            f"`{database}`.event and cdc_checkpoint exist"
+            if not missing
+            else f"missing in `{database}`: {', '.join(sorted(missing))}",
+            "run `cdc init --dsn ...`",
+        )
+    )
+    covered = sum(1 for key in installed if key != (database, OUTBOX))
+    checks.append(
+        Check(
+            "capture triggers",
+            bool(installed),
+            f"installed on {covered} table(s) and the outbox; {waiting} change(s) staged, "
+            "not yet moved"
+            if installed
+            else f"none installed (no `{STAGING}` table, or no table recorded)",
+            "run `cdc triggers install --dsn ...` (see `cdc triggers status`)",
+        )
+    )
+    return checks
+
+
+def _has_any(grants: list[str], privilege: str) -> bool:
+    """A privilege granted on some database (or all)."""
+    return any(
+        " ON " in grant and ("ALL PRIVILEGES" in head or privilege in head)
+        for grant in grants
+        for head in (grant.split(" ON ")[0],)
+    )
+
+
+def ensure_trigger_capturable(dsn: Dsn) -> ServerInfo:
+    """Creates the event tables if missing, then refuses a server trigger mode cannot read."""
+    init_schema(dsn)
+    info, results = run_trigger_checks(dsn)
+    failed = [c for c in results if not c.ok and not c.name.startswith("privilege TRIGGER")]
+    if failed:
+        raise StartupError(
+            "trigger capture cannot work:\n" + "\n".join(c.line() for c in failed),
+            fix="apply the fixes above, then check again with `cdc check --capture triggers`",
+        )
+    return info
 
 
 def ensure_capturable(dsn: Dsn) -> ServerInfo:

@@ -173,7 +173,7 @@ class Capture:
             if isinstance(item, Changes):
                 if self.redaction is not None:
                     self.redaction.apply(item.records)
-                self.store.add(item.records, item.outbox_ids)
+                self.store.add(item.records, item.outbox_ids, item.staging_ids)
                 batch.changes(now, len(item.records))
             elif isinstance(item, Commit):
                 batch.commit(now, item)

@@ -83,6 +83,18 @@ class RedactionPlan:
             columns[column] = found
         return found
 
+    def hash_keys(self) -> list[bytes]:
+        """The keys of the hash rules, each once."""
+        return list(dict.fromkeys(r.key for r in self._rules if r.key is not None))
+
+    def excluding(self, schema: str, table: str, columns: Iterable[str]) -> RedactionPlan:
+        """This plan, with no rule for `columns` of `schema.table` (redacted already:
+        the capture triggers redact them before staging)."""
+        plan = RedactionPlan.__new__(RedactionPlan)
+        plan._rules, plan.user_column = self._rules, self.user_column
+        plan._columns = {(schema, table): dict.fromkeys(columns)}
+        return plan
+
     def check_keys(self, keys: Mapping[tuple[str, str], Iterable[str]]) -> None:
         """Refuses rules that drop or mask a primary-key column of these tables (its
         value is the event's `row_id`: hash it instead)."""

@@ -19,7 +19,15 @@ log = structlog.get_logger("cdc.store")
 EVENT = "event"
 CHECKPOINT = "cdc_checkpoint"
 OUTBOX = "cdc_outbox"
-OWN_TABLES = (EVENT, CHECKPOINT, OUTBOX)
+# Trigger mode (`cdc triggers install`, sql/trigger_tables.sql): what the triggers stage,
+# the table versions they stage (the columns, how each is staged), the tables they are
+# installed on, and the pads of the redaction keys they hash with.
+STAGING = "cdc_staging"
+TRIGGER_SPECS = "cdc_trigger_specs"
+TRIGGERS = "cdc_triggers"
+REDACT_KEYS = "cdc_redact_keys"
+TRIGGER_TABLES = (STAGING, TRIGGER_SPECS, TRIGGERS, REDACT_KEYS)
+OWN_TABLES = (EVENT, CHECKPOINT, OUTBOX, *TRIGGER_TABLES)
 """The daemon's own tables, in the DSN's database: never captured as row changes (the
 outbox's inserts become application events)."""
 
@@ -48,9 +56,9 @@ def qualified(database: str, table: str) -> str:
     return f"`{database}`.`{table}`"
 
 
-def ddl_statements() -> list[str]:
-    """The statements of `sql/event_table.sql`, comments removed."""
-    text = resources.files("cdc").joinpath("sql/event_table.sql").read_text()
+def ddl_statements(name: str = "event_table.sql") -> list[str]:
+    """The statements of `sql/<name>`, comments removed."""
+    text = resources.files("cdc").joinpath(f"sql/{name}").read_text()
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
     return [s.strip() for s in body.split(";") if s.strip()]
 
@@ -129,3 +137,10 @@ def init_schema(dsn: Dsn) -> list[str]:
             return migrate(cur, dsn.database)
     finally:
         conn.close()
+
+
+def init_trigger_tables(cur: Any, database: str) -> None:
+    """Create trigger mode's tables (`sql/trigger_tables.sql`) in `database` (idempotent)."""
+    cur.execute(f"USE `{database}`")
+    for statement in ddl_statements("trigger_tables.sql"):
+        cur.execute(statement)

@@ -22,7 +22,7 @@ from cdc.errors import CaptureError, StartupError, server_code
 from cdc.models import ChangeRecord, Position, StoredEvent
 from cdc.store import checkpoint
 from cdc.store.checkpoint import Checkpoint
-from cdc.store.schema import EVENT, OUTBOX, columns, qualified
+from cdc.store.schema import EVENT, OUTBOX, STAGING, columns, qualified
 from cdc.wire import key_text
 
 if TYPE_CHECKING:
@@ -65,8 +65,11 @@ class Store:
         self.last_id = 0
         self.committed: Position | None = None  # the stored checkpoint's position
         self._facts: str | None = None  # the column facts the checkpoint holds
-        self._outbox_ids: list[int] = []  # outbox rows to delete with the open transaction
+        # Outbox and staging rows to delete with the open transaction.
+        self._outbox_ids: list[int] = []
+        self._staging_ids: list[int] = []
         self._delete_outbox = f"DELETE FROM {qualified(dsn.database, OUTBOX)} WHERE id IN "
+        self._delete_staging = f"DELETE FROM {qualified(dsn.database, STAGING)} WHERE id IN "
         self._max_packet = 16 * 1024 * 1024  # the server's max_allowed_packet, read at connect
         self._insert = _INSERT.replace("{database}", dsn.database)
         self._pending_id = 0
@@ -169,10 +172,20 @@ class Store:
         self.events_in_txn = 0
         self.counts = {}
         self._outbox_ids = []
+        self._staging_ids = []
 
-    def add(self, records: list[ChangeRecord], outbox_ids: list[int] | None = None) -> None:
+    def add(
+        self,
+        records: list[ChangeRecord],
+        outbox_ids: list[int] | None = None,
+        staging_ids: list[int] | None = None,
+    ) -> None:
         """Insert a chunk of events into the open sink transaction, giving them ids;
-        `outbox_ids` are the outbox rows of its application events, deleted with them."""
+        `outbox_ids` are the outbox rows of its application events and `staging_ids` the
+        staging rows it was moved from (trigger mode), deleted with them."""
+        if staging_ids:
+            self.begin()
+            self._staging_ids += staging_ids
         if not records:
             return
         self.begin()
@@ -274,14 +287,19 @@ class Store:
             "at this change",
         )
 
-    def _empty_outbox(self) -> None:
+    def _delete_moved(self) -> None:
         """Delete the outbox rows whose events are in this transaction (already in the
-        binlog: an application may also delete them itself, in its own transaction)."""
-        ids, self._outbox_ids = self._outbox_ids, []
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start : start + 1000]
-            with self._cursor() as cur:
-                cur.execute(self._delete_outbox + f"({','.join(map(str, chunk))})")
+        binlog or staged: an application may also delete them itself, in its own
+        transaction), and the staging rows they were moved from."""
+        for delete, ids in (
+            (self._delete_outbox, self._outbox_ids),
+            (self._delete_staging, self._staging_ids),
+        ):
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start : start + 1000]
+                with self._cursor() as cur:
+                    cur.execute(delete + f"({','.join(map(str, chunk))})")
+        self._outbox_ids, self._staging_ids = [], []
 
     def _flush(self) -> None:
         """One multi-row INSERT for everything added since the last one: few round trips."""
@@ -296,7 +314,7 @@ class Store:
         self.begin()
         started = time.perf_counter()
         self._flush()
-        self._empty_outbox()
+        self._delete_moved()
         source_ts = utc_text(source_timestamp) if source_timestamp else None
         with self._cursor() as cur:
             checkpoint.write(cur, self.database, position, self._pending_id, source_ts, self.server)

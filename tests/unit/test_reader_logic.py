@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 
 from cdc.capture.binlog import library
-from cdc.capture.binlog.filters import TableFilter
 from cdc.capture.binlog.gtid import GtidState
 from cdc.capture.binlog.tables import table_from_library
+from cdc.capture.filters import TableFilter
 from cdc.models import Position
 from cdc.settings import CaptureSettings, Dsn
 from cdc.store.schema import OWN_TABLES

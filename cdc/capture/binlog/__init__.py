@@ -1,2 +1,2 @@
 """The binlog source: the replica protocol through mysql-replication (the only code that
-imports it), transaction boundaries, GTIDs, table filters and row decoding."""
+imports it), transaction boundaries, GTIDs and row decoding."""

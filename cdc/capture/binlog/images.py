@@ -12,8 +12,8 @@ from pymysqlreplication.column import Column as LibraryColumn
 from pymysqlreplication.table import Table as LibraryTable
 
 from cdc.capture.binlog.rows import compiled
-from cdc.capture.binlog.rows.charsets import NOTICED
 from cdc.capture.binlog.rows.render import render_row
+from cdc.capture.charsets import NOTICED
 from cdc.errors import DecodeError
 from cdc.models import Op, Row, RowChange, Table
 from cdc.values import UnparsedJson

@@ -32,13 +32,13 @@ from cdc.capture import outbox, tags
 from cdc.capture.binlog import images, library
 from cdc.capture.binlog.ddl import interpret
 from cdc.capture.binlog.facts import ColumnFacts
-from cdc.capture.binlog.filters import SYSTEM_SCHEMAS, TableFilter
 from cdc.capture.binlog.gtid import GtidState
 from cdc.capture.binlog.table_map import enum_and_set_labels
 from cdc.capture.binlog.tables import load_facts, read_facts, table_from_library
 from cdc.capture.cascades import Cascades, foreign_keys
+from cdc.capture.filters import SYSTEM_SCHEMAS, TableFilter
 from cdc.capture.records import to_record
-from cdc.errors import CaptureError, ConnectionLost, classify
+from cdc.errors import CaptureError, ConnectionLost, StartupError, classify
 from cdc.models import ChangeRecord, Changes, Commit, Heartbeat, Item, Op, Position, RowChange
 from cdc.store.schema import OUTBOX, OWN_TABLES
 
@@ -83,6 +83,14 @@ class BinlogSource:
             conn.close()
 
     def read(self, start: Position, stop: threading.Event) -> Iterator[Item]:
+        if start.from_triggers:
+            raise StartupError(
+                "the stored checkpoint is trigger mode's (the staging table), not a binlog "
+                "position",
+                fix="run `cdc run --capture triggers` as before, or switch to the binlog with "
+                "`cdc run --from-now` once (changes made before it are not captured from the "
+                "binlog; remove the triggers with `cdc triggers remove`)",
+            )
         return iter(BinlogReader(self, start, stop))
 
 

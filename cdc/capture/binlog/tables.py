@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from cdc import mysql
 from cdc.capture.binlog.facts import ColumnFacts
-from cdc.capture.binlog.filters import SYSTEM_SCHEMAS
-from cdc.capture.binlog.rows.charsets import text_decoder
 from cdc.capture.binlog.rows.types import ENUM, SET
+from cdc.capture.charsets import text_decoder
+from cdc.capture.filters import SYSTEM_SCHEMAS
 from cdc.models import Column, Table
 
 if TYPE_CHECKING:

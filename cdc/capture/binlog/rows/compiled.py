@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from cdc import values
-from cdc.capture.binlog.rows import charsets, conversions
+from cdc.capture import charsets
+from cdc.capture.binlog.rows import conversions
 from cdc.capture.binlog.rows.binary_json import mysql_json
 from cdc.capture.binlog.rows.types import (
     LOGICAL,

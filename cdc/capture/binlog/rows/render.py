@@ -13,7 +13,6 @@ from decimal import Decimal
 from typing import Any
 
 from cdc.capture.binlog.rows import compiled
-from cdc.capture.binlog.rows.charsets import json_column_decoder, text_decoder
 from cdc.capture.binlog.rows.types import (
     LOGICAL,
     STRING,
@@ -23,6 +22,7 @@ from cdc.capture.binlog.rows.types import (
     require_every_family,
     type_of,
 )
+from cdc.capture.charsets import json_column_decoder, text_decoder
 from cdc.errors import DecodeError
 from cdc.models import Column, Table
 from cdc.values import (

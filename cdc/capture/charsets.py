@@ -1,5 +1,5 @@
 """MySQL character sets as Python codecs (where the same name decodes differently), and
-the text decoder both row decoders use."""
+the text decoder every path uses: both binlog row decoders and the trigger mover."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ _CODECS = {
     "ucs2": "utf-16-be",
     "utf16le": "utf-16-le",
     "utf32": "utf-32-be",
+    # Named differently in Python (MySQL's names have no underscore).
+    "koi8r": "koi8_r",
+    "koi8u": "koi8_u",
 }
 _LATIN1_ERRORS = "cdc-latin1"
 
