@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what cdc needs on a fresh Debian machine: MariaDB (when mariadbd is missing),
-# a virtualenv in .venv with cdc; with --test also the test tools and headless Chromium.
+# a virtualenv in .venv with cdc; with --test also the test tools, headless Chromium, and
+# Node with the packages of the Node example.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=0
@@ -17,6 +18,8 @@ if [ "$want_test" = 1 ] && [ ! -x /usr/bin/chromium ]; then packages+=(chromium)
 if [ "$want_test" = 1 ] && ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libatomic\.so\.1 '; then
     packages+=(libatomic1)
 fi
+# The Node attribution example (examples/node-mysql2) and its test.
+if [ "$want_test" = 1 ] && ! have node; then packages+=(nodejs npm); fi
 if [ "${#packages[@]}" -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
     echo "installing Debian packages: ${packages[*]}"
@@ -32,4 +35,13 @@ if [ "$want_test" = 1 ]; then
     python -m pip install -q -e '.[test]'
 else
     python -m pip install -q -e .
+fi
+if [ "$want_test" = 1 ]; then
+    # Again only when the lock file changed since the last install (npm ci starts from
+    # nothing each time, and needs the registry).
+    node_example=examples/node-mysql2
+    if [ ! -f "$node_example/node_modules/.package-lock.json" ] ||
+        [ "$node_example/package-lock.json" -nt "$node_example/node_modules/.package-lock.json" ]; then
+        (cd "$node_example" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
 fi
