@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,6 +88,28 @@ def fresh_schema(server: MariaDB, name: str, *ddl: str) -> pymysql.Connection[An
         for statement in ddl:
             cur.execute(statement.format(db=f"`{name}`"))
     return conn
+
+
+def schema_snapshot(conn: pymysql.Connection[Any], schema: str) -> dict[str, Any]:
+    """Everything a DBA would compare: each table's definition and each trigger's."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (schema,)
+        )
+        tables = sorted(row[0] for row in cur.fetchall())
+        snapshot: dict[str, Any] = {}
+        for table in tables:
+            cur.execute(f"SHOW CREATE TABLE `{schema}`.`{table}`")
+            # Rows written meanwhile move the AUTO_INCREMENT counter: not the schema.
+            snapshot[f"table {table}"] = re.sub(r" AUTO_INCREMENT=\d+", "", cur.fetchone()[1])
+        cur.execute(
+            "SELECT TRIGGER_NAME, EVENT_MANIPULATION, ACTION_TIMING, ACTION_ORDER,"
+            " ACTION_STATEMENT, SQL_MODE, DEFINER FROM information_schema.TRIGGERS"
+            " WHERE TRIGGER_SCHEMA = %s ORDER BY TRIGGER_NAME",
+            (schema,),
+        )
+        snapshot["triggers"] = list(cur.fetchall())
+    return snapshot
 
 
 def event_count(conn: pymysql.Connection[Any], db: str = "cdc") -> int:

@@ -4,8 +4,10 @@ events carry their users, and no user outlives its transaction on a pooled conne
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,15 +17,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
-from cdc._testing.mariadb import MariaDB
+from cdc._testing.mariadb import MariaDB, free_port
 from cdc.wire import key_value
+from tests.http_support import stream
 from tests.support import (
     ROOT,
     Daemon,
+    cdc_command,
     events,
     fresh_schema,
+    schema_snapshot,
     start_daemon,
     stop_daemon,
     wait_ready,
@@ -161,35 +167,51 @@ def row_histories(
     return dict(rows)
 
 
+def run_workload(node_workload: Path, dsn: str, events_db: str, out: Path, count: int) -> None:
+    done = subprocess.run(
+        [
+            "node", "workload.js",
+            "--dsn", dsn,
+            "--events-db", events_db,
+            "--transactions", str(count), "--seed", "11", "--workers", "4",
+            "--long-ms", "600", "--app-triggers",
+            "--out", str(out),
+        ],
+        cwd=node_workload,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, f"workload exited {done.returncode}:\n{done.stderr}"
+
+
+@pytest.fixture(scope="module")
+def binlog_run(
+    mariadb: MariaDB, node_workload: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The Node workload captured from the binlog: (its manifest, the events)."""
+    app = "ex_node"
+    manifest_path = tmp_path_factory.mktemp("binlog") / "manifest.json"
+    with captured(
+        mariadb, app, "--user-column", "updated_by", "--context-tags", "route,request_id"
+    ) as (conn, proc):
+        dsn = f"mysql://root@127.0.0.1:{mariadb.port}/{app}"
+        run_workload(node_workload, dsn, f"{app}_cdc", manifest_path, WORKLOAD_TRANSACTIONS)
+        got = all_events(conn, proc, app)
+    return json.loads(manifest_path.read_text()), got
+
+
+WORKLOAD_TRANSACTIONS = 160
+
+
 def test_node_workload_events_are_exactly_its_manifest(
-    mariadb: MariaDB, node_workload: Path, tmp_path: Path
+    binlog_run: tuple[dict[str, Any], list[dict[str, Any]]],
 ) -> None:
     """Concurrent pooled transactions (short, long, multi-statement, rolled back, failing;
     an application trigger; LOGIN events through the outbox) each attributed to its user
     by the tag: every committed change and event once, none of the rolled-back ones, in
     commit order."""
-    app = "ex_node"
-    manifest_path = tmp_path / "manifest.json"
-    with captured(
-        mariadb, app, "--user-column", "updated_by", "--context-tags", "route,request_id"
-    ) as (conn, proc):
-        done = subprocess.run(
-            [
-                "node", "workload.js",
-                "--dsn", f"mysql://root@127.0.0.1:{mariadb.port}/{app}",
-                "--events-db", f"{app}_cdc",
-                "--transactions", "160", "--seed", "11", "--workers", "4",
-                "--long-ms", "600", "--app-triggers",
-                "--out", str(manifest_path),
-            ],
-            cwd=node_workload,
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )  # fmt: skip
-        assert done.returncode == 0, f"workload exited {done.returncode}:\n{done.stderr}"
-        got = all_events(conn, proc, app)
-    manifest = json.loads(manifest_path.read_text())
+    manifest, got = binlog_run
     transactions = manifest["transactions"]
     assert manifest["leaked_user_variables"] == 0
 
@@ -307,3 +329,134 @@ def test_django_example_tags_statements_and_clears_the_user(mariadb: MariaDB) ->
         ("DELETE", "lab_result", row, "12", {"route": "/lab/results/1/delete/"}),
     ]
     assert got[1]["txn"] == got[2]["txn"]
+
+
+# -- the same workload in trigger mode, on a server without a binlog --
+
+
+@pytest.fixture(scope="module")
+def unlogged() -> Iterator[MariaDB]:
+    """A throwaway MariaDB started without a binary log (no replication possible)."""
+    server = MariaDB(capture=False).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _triggers_cli(server: MariaDB, db: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cdc_command("triggers", *args),
+        env=dict(os.environ, CDC_DSN=f"mysql://root@127.0.0.1:{server.port}/{db}"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def _stream_until_done(url: str, count: int) -> list[dict[str, Any]]:
+    """Every event of the stream from the start, up to the `done` table's."""
+    async with aiohttp.ClientSession() as session, stream(session, url, last_event_id=0) as sse:
+        got: list[dict[str, Any]] = []
+        while not got or got[-1]["table"] != DONE:
+            got += await asyncio.wait_for(sse.events(1), timeout=180)
+            assert len(got) <= count, "the stream sent more events than the table holds"
+        return got
+
+
+def test_node_workload_in_trigger_mode_gives_the_binlog_events(
+    unlogged: MariaDB,
+    node_workload: Path,
+    binlog_run: tuple[dict[str, Any], list[dict[str, Any]]],
+    tmp_path: Path,
+) -> None:
+    """On a server without a binlog, next to the application's own trigger: the Node
+    app's every committed change and LOGIN once, with the users @cdc_user_id (or the row)
+    gives, in each row's order; the same events and users as binlog capture of the same
+    workload; and `cdc triggers remove` leaves the schema as it was."""
+    app, db = "ex_trig", "ex_trig_cdc"
+    conn = fresh_schema(unlogged, app, f"CREATE TABLE {{db}}.{DONE} (id INT PRIMARY KEY)")
+    dsn = f"mysql://root@127.0.0.1:{unlogged.port}/{app}"
+    run_workload(node_workload, dsn, db, tmp_path / "schema.json", 0)  # the schema alone
+    before = schema_snapshot(conn, app)
+    check = subprocess.run(
+        cdc_command("check", "--capture", "triggers"),
+        env=dict(os.environ, CDC_DSN=f"mysql://root@127.0.0.1:{unlogged.port}/{db}"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 1 and "[FAIL] capture triggers: none installed" in check.stdout
+    done = _triggers_cli(unlogged, db, "install", "--include", f"{app}.*")
+    assert done.returncode == 0, done.stderr
+    check = subprocess.run(
+        cdc_command("check", "--capture", "triggers"),
+        env=dict(os.environ, CDC_DSN=f"mysql://root@127.0.0.1:{unlogged.port}/{db}"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout
+    port = free_port()
+    proc = start_daemon(
+        unlogged,
+        "--capture", "triggers", "--include", f"{app}.*", "--user-column", "updated_by",
+        db=db,
+        http=port,
+    )  # fmt: skip
+    wait_ready(conn, proc, db)
+    manifest_path = tmp_path / "manifest.json"
+    run_workload(node_workload, dsn, db, manifest_path, WORKLOAD_TRANSACTIONS)
+    manifest = json.loads(manifest_path.read_text())
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO `{app}`.{DONE} VALUES (1)")
+    streamed = asyncio.run(_stream_until_done(f"http://127.0.0.1:{port}", 10_000))
+    code, log = stop_daemon(proc)
+    assert code == 0, log[-3000:]
+    got = events(conn, db)
+    assert [e["id"] for e in got] == list(range(1, len(got) + 1))  # gapless
+    assert [e["id"] for e in streamed] == [e["id"] for e in got]
+    assert [(e["type"], e["table"], e["user_id"]) for e in streamed] == [
+        (e["type"], e["table_name"], key_value(e["user_id"])) for e in got
+    ]
+    got = got[:-1]  # the `done` row's
+
+    # Every committed change and event once, none of the rolled-back ones. Trigger mode
+    # reads no statement tags: the users come from @cdc_user_id, there is no context.
+    stored = [stored_signature(e) for e in got]
+    expected = [
+        expected_signature({**m, "context": None})
+        for t in manifest["transactions"]
+        for m in t["events"]
+    ]
+    missing, extra = Counter(expected) - Counter(stored), Counter(stored) - Counter(expected)
+    assert not missing and not extra, (
+        f"{sum(missing.values())} events missing, e.g. {list(missing)[:2]}; "
+        f"{sum(extra.values())} not in the manifest, e.g. {list(extra)[:2]}"
+    )
+    text = "\n".join(json.dumps(e["data"], ensure_ascii=False) for e in got)
+    for rolled_back in manifest["rolled_back"]:
+        for marker in rolled_back["markers"]:
+            assert marker not in text, f"{rolled_back['kind']} left events"
+    assert {e["type"] for e in got} >= {"CREATE", "UPDATE", "DELETE", "CASCADE", "LOGIN"}
+    assert any(e["table_name"] == "patient_audit" for e in got)  # the application's trigger
+    # Each row's changes in the order they were made.
+    assert row_histories([stored]) == row_histories(
+        [[expected_signature({**m, "context": None}) for m in t["events"]]
+         for t in manifest["transactions"]]
+    )  # fmt: skip
+
+    # The same events and users as binlog capture of the same workload (row ids aside:
+    # AUTO_INCREMENT follows the interleaving).
+    def shape(e: dict[str, Any]) -> tuple[Any, ...]:
+        data = None if e["type"] in ROW_TYPES else _canon(e["data"])
+        return (e["type"], e["table_name"], e["user_id"], data)
+
+    binlog_manifest, binlog_events = binlog_run
+    assert len(binlog_manifest["transactions"]) == len(manifest["transactions"])
+    assert Counter(map(shape, got)) == Counter(map(shape, binlog_events))
+
+    removed = _triggers_cli(unlogged, db, "remove")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert schema_snapshot(conn, app) == before
+    conn.close()

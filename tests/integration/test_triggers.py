@@ -5,7 +5,6 @@ staging table, and a schema left exactly as it was."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import threading
 import time
@@ -21,7 +20,7 @@ from cdc.daemon import redaction_plan
 from cdc.models import ChangeRecord, Changes
 from cdc.sections import parse_redact
 from cdc.settings import Dsn, Settings
-from tests.support import cdc_command, fresh_schema
+from tests.support import cdc_command, fresh_schema, schema_snapshot
 
 APP_DDL = (
     "CREATE TABLE {db}.patient (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(50),"
@@ -52,28 +51,6 @@ def _run(server: MariaDB, db: str, *args: str, env: dict[str, str] | None = None
     )
 
 
-def _schema_snapshot(conn: pymysql.Connection[Any], schema: str) -> dict[str, Any]:
-    """Everything a DBA would compare: each table's definition and each trigger's."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (schema,)
-        )
-        tables = sorted(row[0] for row in cur.fetchall())
-        snapshot: dict[str, Any] = {}
-        for table in tables:
-            cur.execute(f"SHOW CREATE TABLE `{schema}`.`{table}`")
-            # Rows written meanwhile move the AUTO_INCREMENT counter: not the schema.
-            snapshot[f"table {table}"] = re.sub(r" AUTO_INCREMENT=\d+", "", cur.fetchone()[1])
-        cur.execute(
-            "SELECT TRIGGER_NAME, EVENT_MANIPULATION, ACTION_TIMING, ACTION_ORDER,"
-            " ACTION_STATEMENT, SQL_MODE, DEFINER FROM information_schema.TRIGGERS"
-            " WHERE TRIGGER_SCHEMA = %s ORDER BY TRIGGER_NAME",
-            (schema,),
-        )
-        snapshot["triggers"] = list(cur.fetchall())
-    return snapshot
-
-
 def _staged(conn: pymysql.Connection[Any], db: str) -> list[tuple[Any, ...]]:
     with conn.cursor() as cur:
         cur.execute(f"SELECT type, table_name, user_id, data FROM `{db}`.cdc_staging ORDER BY id")
@@ -93,7 +70,7 @@ def test_installed_next_to_the_applications_triggers_and_removed_exactly(
     mariadb: MariaDB,
 ) -> None:
     conn = fresh_schema(mariadb, "trg_app", *APP_DDL)
-    before = _schema_snapshot(conn, "trg_app")
+    before = schema_snapshot(conn, "trg_app")
 
     done = _run(mariadb, "trg_app_cdc", "install", "--include", "trg_app.*")
     assert done.returncode == 0, done.stderr
@@ -152,13 +129,13 @@ def test_installed_next_to_the_applications_triggers_and_removed_exactly(
         cur.execute("ALTER TABLE trg_app.patient DROP COLUMN ward")  # the DBA's own change
         cur.execute("SHOW TABLES FROM trg_app_cdc LIKE 'cdc\\_%%'")
         assert {row[0] for row in cur.fetchall()} == {"cdc_checkpoint", "cdc_outbox"}
-    assert _schema_snapshot(conn, "trg_app") == before
+    assert schema_snapshot(conn, "trg_app") == before
     conn.close()
 
 
 def test_a_dry_run_prints_the_sql_and_changes_nothing(mariadb: MariaDB) -> None:
     conn = fresh_schema(mariadb, "trg_dry", *APP_DDL)
-    before = _schema_snapshot(conn, "trg_dry")
+    before = schema_snapshot(conn, "trg_dry")
     done = _run(mariadb, "trg_dry_cdc", "install", "--include", "trg_dry.patient", "--dry-run")
     assert done.returncode == 0, done.stderr
     assert (
@@ -167,7 +144,7 @@ def test_a_dry_run_prints_the_sql_and_changes_nothing(mariadb: MariaDB) -> None:
     ) in done.stdout
     assert "INSERT INTO `trg_dry_cdc`.`cdc_staging`" in done.stdout
     assert "nothing was changed (--dry-run)" in done.stdout
-    assert _schema_snapshot(conn, "trg_dry") == before
+    assert schema_snapshot(conn, "trg_dry") == before
     with conn.cursor() as cur:
         cur.execute("SHOW DATABASES LIKE 'trg\\_dry\\_cdc'")
         assert cur.fetchall() == ()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from cdc.store import schema
+from cdc.store.staging import STAGED_COLUMNS
 
 
 def test_the_serve_side_imports_without_the_binlog_library() -> None:
@@ -37,7 +38,7 @@ def test_importing_the_binlog_source_patches_nothing() -> None:
 
 
 def test_the_ddl_creates_the_tables_and_columns_the_code_names() -> None:
-    statements = schema.ddl_statements()
+    statements = schema.ddl_statements() + schema.ddl_statements("trigger_tables.sql")
     created = {}
     for statement in statements:
         match = re.match(r"CREATE TABLE IF NOT EXISTS `(\w+)` \((.*)\)", statement, re.S)
@@ -45,3 +46,4 @@ def test_the_ddl_creates_the_tables_and_columns_the_code_names() -> None:
         created[match[1]] = re.findall(r"^\s*`(\w+)`\s", match[2], re.M)
     assert set(created) == set(schema.OWN_TABLES)
     assert tuple(created[schema.EVENT]) == schema.EVENT_COLUMNS
+    assert STAGED_COLUMNS.split(", ") == created[schema.STAGING]
