@@ -474,7 +474,11 @@ def token() -> None:
     "--tables hosp.cash). Without it the token reads nothing.",
 )
 @click.option("--types", multiple=True, help="An event type it may read (repeatable; default all).")
-@click.option("--scopes", multiple=True, help="A scope: metrics (reads /metrics). Repeatable.")
+@click.option(
+    "--scopes",
+    multiple=True,
+    help="A scope: metrics (reads /metrics), publish (POST /events). Repeatable.",
+)
 def token_create(
     name: str, tables: tuple[str, ...], types: tuple[str, ...], scopes: tuple[str, ...]
 ) -> None:
