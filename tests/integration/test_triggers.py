@@ -5,6 +5,7 @@ staging table, and a schema left exactly as it was."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -15,6 +16,7 @@ import orjson
 import pymysql
 
 from cdc._testing.mariadb import MariaDB
+from cdc.capture.triggers import pattern
 from cdc.capture.triggers.mover import TriggerSource
 from cdc.daemon import redaction_plan
 from cdc.models import ChangeRecord, Changes
@@ -305,3 +307,33 @@ def test_a_missing_privilege_names_the_grant(mariadb: MariaDB) -> None:
     assert "GRANT TRIGGER, SELECT ON `trg_priv`.*" in done.stderr
     assert "Traceback" not in done.stderr
     conn.close()
+
+
+def _creates(text: str, schema: str) -> list[str]:
+    """The CREATE TRIGGER statements of `schema`.patient in `text`, the version elided."""
+    uncommented = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    statements = [s.strip() for s in uncommented.split(";")]
+    head = f"CREATE OR REPLACE TRIGGER `{schema}`.`cdc_patient_"
+    return [re.sub(r"'[0-9a-f]{16}'", "'<version>'", s) for s in statements if s.startswith(head)]
+
+
+def test_install_writes_the_documented_pattern(mariadb: MariaDB) -> None:
+    example = pattern.EXAMPLE_TABLE.rstrip(";").replace("hosp.patient", "{db}.patient")
+    conn = fresh_schema(mariadb, "trg_pat", example)
+    conn.close()
+    done = _run(
+        mariadb,
+        "trg_pat_cdc",
+        "install",
+        "--include",
+        "trg_pat.patient",
+        "--user-column",
+        "updated_by",
+        "--dry-run",
+    )
+    assert done.returncode == 0, done.stderr
+    documented = pattern.render().replace("`hosp`", "`trg_pat`").replace("'hosp'", "'trg_pat'")
+    documented = documented.replace("`cdc`.`cdc_staging`", "`trg_pat_cdc`.`cdc_staging`")
+    installed = _creates(done.stdout, "trg_pat")
+    assert len(installed) == 3, done.stdout
+    assert installed == _creates(documented, "trg_pat")

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from pathlib import Path
 
 import pytest
 
-from cdc.capture.triggers import sql
+from cdc.capture.triggers import pattern, sql
 from cdc.capture.triggers.columns import (
     Kind,
     Redact,
@@ -258,3 +259,11 @@ def test_an_update_that_changed_nothing_is_no_event() -> None:
     dropped = _update({"a": 1}, {"a": 1}, [])
     assert Mover._changed(dropped, ["phone"])  # a dropped column changed: an event
     assert dropped.data["changed"] == []
+
+
+def test_the_documented_pattern_is_what_the_generator_writes() -> None:
+    text = (Path(__file__).parents[2] / "sql" / "triggers.sql").read_text()
+    assert text == pattern.render(), "regenerate sql/triggers.sql from pattern.render()"
+    assert "CREATE OR REPLACE TRIGGER `hosp`.`cdc_patient_au` AFTER UPDATE" in text
+    assert "CREATE TRIGGER `hosp`.`cdc_patient_ad` AFTER DELETE" in text  # the MySQL half
+    assert "LEFT(CAST(@cdc_user_id AS CHAR), 255)" in text
