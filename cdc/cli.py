@@ -39,7 +39,7 @@ from cdc.settings import (
     toml_keys,
 )
 
-COMMANDS = ("init", "check", "run", "status", "demo", "tail", "token", "triggers")
+COMMANDS = ("init", "check", "run", "status", "prune", "demo", "tail", "token", "triggers")
 TRIGGER_COMMANDS = ("install", "remove", "status")
 
 
@@ -343,6 +343,31 @@ def status(dsn: str | None, dsn_file: str | None) -> None:
         if isinstance(value, datetime.datetime):
             value = value.isoformat() + "Z"
         click.echo(f"{key:>20}: {'-' if value is None else value}")
+
+
+@main.command()
+@dsn_option
+@click.option(
+    "--older-than",
+    required=True,
+    help="Delete the events whose timestamp is older than this age: 30s, 15m, 12h, 90d, 2w.",
+)
+def prune(dsn: str | None, dsn_file: str | None, older_than: str) -> None:
+    """Delete old events, oldest first, in small batches (short transactions, no long
+    locks, no replication lag spike); the newest event is always kept. Prints how many
+    were deleted. Safe while `cdc run` captures and streams."""
+    from cdc.ages import parse_age
+    from cdc.store.prune import prune as prune_events
+
+    try:
+        age = parse_age(older_than, "--older-than")
+        done = prune_events(command_dsn(dsn, dsn_file), age)
+    except CdcError as error:
+        _fail(error)
+    first = "none" if done.first_id is None else done.first_id
+    click.echo(
+        f"deleted {done.deleted} event(s) older than {done.cutoff} UTC; first id held: {first}"
+    )
 
 
 @main.command()
