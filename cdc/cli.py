@@ -332,17 +332,25 @@ def run(**options: Any) -> None:
 @main.command()
 @dsn_option
 def status(dsn: str | None, dsn_file: str | None) -> None:
-    """Where capture is: stored position, the server's position, how far behind, last event."""
-    from cdc.admin.status import capture_status
+    """Where capture is: stored position, the server's position, how far behind, last
+    event; and events per second (by commit time) over the last 1 and 5 minutes, overall
+    and for the busiest tables."""
+    from cdc.admin.status import capture_status, event_rates
 
     try:
-        report = capture_status(command_dsn(dsn, dsn_file))
+        parsed = command_dsn(dsn, dsn_file)
+        report = capture_status(parsed)
+        rates = event_rates(parsed)
     except CdcError as error:
         _fail(error)
     for key, value in report.items():
         if isinstance(value, datetime.datetime):
             value = value.isoformat() + "Z"
         click.echo(f"{key:>20}: {'-' if value is None else value}")
+    windows = " / ".join(f"{w // 60} min" for w in rates.windows)
+    click.echo(f"{'events/s':>20}: {' / '.join(map(str, rates.overall))}  (last {windows})")
+    for name, per_second in rates.tables:
+        click.echo(f"{'':>20}  {' / '.join(map(str, per_second))}  {name}")
 
 
 @main.command()

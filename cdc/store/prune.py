@@ -116,7 +116,7 @@ def keep_pruning(dsn: Dsn, older_than: timedelta, every: float, stop: threading.
             problem = getattr(error, "problem", None) or f"{type(error).__name__}: {error}"
             log.warning("retention_failed", error=problem, retry_in=every)
         else:
-            log.info(
+            (log.info if done.deleted else log.debug)(
                 "retention_pruned", deleted=done.deleted, first_id=done.first_id, before=done.cutoff
             )
         if stop.wait(every):
