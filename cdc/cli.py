@@ -360,7 +360,14 @@ def status(dsn: str | None, dsn_file: str | None) -> None:
     required=True,
     help="Delete the events whose timestamp is older than this age: 30s, 15m, 12h, 90d, 2w.",
 )
-def prune(dsn: str | None, dsn_file: str | None, older_than: str) -> None:
+@click.option(
+    "--batch-rows",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(100, 50_000),
+    help="Events per DELETE (each its own short transaction, with a pause between).",
+)
+def prune(dsn: str | None, dsn_file: str | None, older_than: str, batch_rows: int) -> None:
     """Delete old events, oldest first, in small batches (short transactions, no long
     locks, no replication lag spike); the newest event is always kept. Prints how many
     were deleted. Safe while `cdc run` captures and streams."""
@@ -369,7 +376,7 @@ def prune(dsn: str | None, dsn_file: str | None, older_than: str) -> None:
 
     try:
         age = parse_age(older_than, "--older-than")
-        done = prune_events(command_dsn(dsn, dsn_file), age)
+        done = prune_events(command_dsn(dsn, dsn_file), age, batch_rows=batch_rows)
     except CdcError as error:
         _fail(error)
     first = "none" if done.first_id is None else done.first_id

@@ -67,10 +67,15 @@ async def test_prune_under_capture_and_streaming(e2e: Setup) -> None:
         async with aiohttp.ClientSession() as session, stream(session, e2e.url) as sse:
             load = threading.Thread(target=_write_more, args=(e2e, 600))
             load.start()
-            pruned = await asyncio.to_thread(_cdc, "prune", "--older-than", "90d", setup=e2e)
+            pruned = await asyncio.to_thread(
+                _cdc, "prune", "--older-than", "90d", "--batch-rows", "100", setup=e2e
+            )
             load.join()
             assert pruned.returncode == 0, pruned.stderr
             assert f"deleted {old - 50} event(s)" in pruned.stdout, pruned.stdout
+            await asyncio.to_thread(
+                _wait, lambda: _count(e2e, f"id > {old}") >= 600, "the events of the load"
+            )
             expected = _count(e2e, f"id > {old}")
             seen = await sse.events(expected)
         ids = [event["id"] for event in seen]
@@ -237,3 +242,73 @@ def test_systemd_notify(mariadb: MariaDB, e2e: Setup, tmp_path: Path) -> None:
         if proc.poll() is None:
             stop_daemon(proc)
         listener.close()
+
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def _statements(path: Path) -> list[str]:
+    body = "\n".join(
+        line for line in path.read_text().splitlines() if not line.lstrip().startswith("--")
+    )
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def test_the_init_scripts_grants_are_enough(e2e: Setup) -> None:
+    """The least-privilege user of deploy/mysql-init.sql (on the test server, with its
+    event database) passes `cdc check`, captures, and may prune."""
+    user = f"cdc_ops_{e2e.events[-4:].strip('_')}"
+    e2e.sql(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'")
+    try:
+        for statement in _statements(DEPLOY / "mysql-init.sql"):
+            e2e.sql(
+                statement.replace("'cdc'@'%'", f"'{user}'@'%'").replace("`cdc`", f"`{e2e.events}`")
+            )
+        dsn = f"mysql://{user}:pw@127.0.0.1:{e2e.server.port}/{e2e.events}"
+        init = subprocess.run(cdc_command("init", "--dsn", dsn), capture_output=True, text=True)
+        assert init.returncode == 0, init.stderr
+        check = subprocess.run(cdc_command("check", "--dsn", dsn), capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+        proc = start_daemon(e2e.server, "--include", f"{e2e.app}.*", dsn=dsn)
+        try:
+            wait_ready(e2e.conn, proc, e2e.events)
+            e2e.sql(*(f"INSERT INTO `{e2e.app}`.patient VALUES ({i}, 'a', 1)" for i in range(5)))
+            _wait(lambda: _count(e2e) >= 5, "5 events captured by the least-privilege user")
+        finally:
+            assert stop_daemon(proc)[0] == 0
+        _age(e2e, 3)
+        pruned = subprocess.run(
+            cdc_command("prune", "--older-than", "1d", "--dsn", dsn), capture_output=True, text=True
+        )
+        assert pruned.returncode == 0 and "deleted 3 event(s)" in pruned.stdout, pruned.stderr
+    finally:
+        e2e.sql(f"DROP USER '{user}'@'%'")
+
+
+async def test_monthly_partitions(e2e: Setup) -> None:
+    """deploy/event-partitions.sql applies to the event table `cdc init` made; capture
+    goes on into it, and an old month is dropped whole."""
+    init = _cdc("init", setup=e2e)
+    assert init.returncode == 0, init.stderr
+    for statement in _statements(DEPLOY / "event-partitions.sql"):
+        e2e.sql(f"USE `{e2e.events}`", statement)
+    async with daemon(e2e):
+        e2e.sql(*(f"INSERT INTO `{e2e.app}`.patient VALUES ({i}, 'a', 1)" for i in range(1, 11)))
+        _wait(lambda: _count(e2e) >= 10, "10 events in the partitioned table")
+        e2e.sql(f"UPDATE `{e2e.events}`.event SET timestamp = '2026-10-15' WHERE id <= 4")
+        e2e.sql(
+            f"ALTER TABLE `{e2e.events}`.event REORGANIZE PARTITION pmax INTO ("
+            " PARTITION p2027_01 VALUES LESS THAN ('2027-02-01'),"
+            " PARTITION pmax VALUES LESS THAN (MAXVALUE))",
+            f"ALTER TABLE `{e2e.events}`.event DROP PARTITION p2026_10",
+        )
+        assert e2e.event_ids() == list(range(5, 11))
+        e2e.sql(f"INSERT INTO `{e2e.app}`.patient VALUES (99, 'b', 1)")
+        _wait(lambda: 11 in e2e.event_ids(), "capture after the partition was dropped")
+    with e2e.conn.cursor() as cur:
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.PARTITIONS"
+            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'event'",
+            (e2e.events,),
+        )
+        assert cur.fetchone()[0] == 4
