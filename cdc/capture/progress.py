@@ -155,8 +155,9 @@ class Bar:
 
 
 class CatchUp:
-    """Polls the server's binlog end every `every` seconds while capture runs, and shows
-    a backlog larger than `SHOW_FROM_BYTES` until capture is within `CAUGHT_UP_BYTES`.
+    """Polls the server's binlog end while capture runs (every `every` seconds while it
+    shows a backlog, every `idle_every` otherwise), and shows a backlog larger than
+    `SHOW_FROM_BYTES` until capture is within `CAUGHT_UP_BYTES`.
 
     `position()` is capture's position (`file:offset`, None before it has one: then the
     stored checkpoint is used). Call `poll()` once before capture starts, so the
@@ -169,17 +170,19 @@ class CatchUp:
         position: Callable[[], str | None],
         display: Display,
         every: float = 1.0,
+        idle_every: float = 5.0,
     ) -> None:
         self.dsn = dsn
         self.position = position
         self.display = display
-        self.every = every
+        self.every = every  # while a backlog is shown
+        self.idle_every = idle_every  # otherwise: a backlog may build up (an outage)
         self.tracker: Tracker | None = None
         self._conn: Any = None
 
     def run(self, stop: threading.Event) -> None:
         try:
-            while not stop.wait(self.every):
+            while not stop.wait(self.every if self.tracker else self.idle_every):
                 self.poll()
         finally:
             if self._conn is not None:
