@@ -120,7 +120,7 @@ class LogLines:
 class Bar:
     """On a terminal: a rich progress bar with the rate and the time left."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Any = None) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
@@ -129,7 +129,7 @@ class Bar:
             BarColumn(),
             DownloadColumn(),
             TextColumn("{task.fields[rate]}  {task.fields[left]} left"),
-            console=Console(stderr=True),
+            console=console or Console(stderr=True),
             transient=True,
         )
         self._task: Any = None

@@ -3,6 +3,7 @@ retention setting."""
 
 from __future__ import annotations
 
+import io
 import socket
 from datetime import timedelta
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cdc.ages import age_seconds, parse_age
-from cdc.capture.progress import Estimate, Tracker, binlog_offset, describe
+from cdc.capture.progress import Bar, Estimate, Tracker, binlog_offset, describe
 from cdc.errors import ConfigError
 from cdc.notify import Notifier
 from cdc.settings import CaptureSettings
@@ -147,3 +148,17 @@ def test_notifier_missing_socket_is_not_fatal(tmp_path: Path) -> None:
     assert notifier.watchdog() is False
     assert notifier.watchdog() is False  # logged once, still harmless
     notifier.close()
+
+
+def test_bar_shows_bytes_rate_and_time_left() -> None:
+    from rich.console import Console
+
+    out = io.StringIO()
+    bar = Bar(Console(file=out, force_terminal=True, width=120))
+    bar.start(Estimate(0, 10_000_000, None))
+    bar.update(Estimate(4_000_000, 10_000_000, 2e6))
+    bar._progress.refresh()
+    bar.finish(Estimate(10_000_000, 10_000_000, 2e6))
+    text = out.getvalue()
+    assert "catching up" in text and "4.0/10.0 MB" in text
+    assert "2.0 MB/s" in text and "00:00:03 left" in text
