@@ -350,7 +350,7 @@ def status(dsn: str | None, dsn_file: str | None) -> None:
     windows = " / ".join(f"{w // 60} min" for w in rates.windows)
     click.echo(f"{'events/s':>20}: {' / '.join(map(str, rates.overall))}  (last {windows})")
     for name, per_second in rates.tables:
-        click.echo(f"{'':>20}  {' / '.join(map(str, per_second))}  {name}")
+        click.echo(f"{'events/s ' + name:>20}: {' / '.join(map(str, per_second))}")
 
 
 @main.command()

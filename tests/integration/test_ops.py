@@ -173,7 +173,12 @@ def test_status_shows_event_rates(e2e: Setup) -> None:
     assert any(
         re.fullmatch(r"\s+events/s: 0\.3 / 0\.1  \(last 1 min / 5 min\)", ln) for ln in lines
     ), result.stdout
-    assert any(ln.strip() == f"0.3 / 0.1  {e2e.app}.patient" for ln in lines), result.stdout
+    assert any(ln.strip() == f"events/s {e2e.app}.patient: 0.3 / 0.1" for ln in lines), (
+        result.stdout
+    )
+    # Every line is "name: value", as scripts read it.
+    report = {k.strip(): v for k, v in (line.split(": ", 1) for line in lines)}
+    assert report["last event id"] == "30"
 
 
 def test_catch_up_plain_lines(e2e: Setup) -> None:
