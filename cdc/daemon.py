@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,15 +23,18 @@ from cdc.admin.checks import ensure_capturable, ensure_trigger_capturable
 from cdc.capture.binlog.source import BinlogSource
 from cdc.capture.filters import TableFilter
 from cdc.capture.loop import Capture
+from cdc.capture.progress import Bar, CatchUp, LogLines
 from cdc.capture.triggers.mover import TriggerSource
 from cdc.errors import CdcError, ConfigError, StartupError
-from cdc.models import CaptureStatus, StoredEvent
+from cdc.models import CaptureState, CaptureStatus, StoredEvent
+from cdc.notify import Notifier
 from cdc.policy.redaction import RedactionPlan
 from cdc.secret_files import read_secret
 from cdc.serve import app
 from cdc.serve.feeds.local import LocalFeed
 from cdc.serve.hub import Hub
 from cdc.settings import CaptureMode, reload_auth
+from cdc.store.prune import keep_pruning
 from cdc.store.reader import History
 from cdc.store.writer import Store
 
@@ -103,6 +108,9 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: _Http | None = None
         self.started = threading.Event()
+        self.notifier = Notifier.from_environment()
+        self.notifier_ready = False  # READY=1 sent
+        self._helpers = threading.Event()  # ends the retention and catch-up threads
 
     def stop(self) -> None:
         if self.capture is not None:
@@ -133,19 +141,78 @@ class Daemon:
             self.settings.capture, source, store, self._publish, loop_plan
         )
         http = self._http = await self._start_http(auth)
+        helpers = await self._start_helpers(capture)
         thread = threading.Thread(target=capture.run, name="cdc-capture", daemon=True)
         thread.start()
+        for helper in helpers:
+            helper.start()
         self.started.set()
+        watchdog = asyncio.create_task(self.notifier.keep_alive(self._alive(thread), self._line))
         try:
             while thread.is_alive() and not self._stopping.is_set():
+                if not self.notifier_ready and capture.status.state is CaptureState.CAPTURING:
+                    self.notifier_ready = True
+                    self.notifier.ready(self._line())
                 await asyncio.sleep(0.1)
         finally:
+            self.notifier.stopping()
+            watchdog.cancel()
             capture.stop_event.set()
+            self._helpers.set()
             await asyncio.to_thread(thread.join, 15)
             if http is not None:
                 await http.stop()
+            self.notifier.close()
         if capture.error is not None:
             raise capture.error
+
+    def _alive(self, thread: threading.Thread) -> Callable[[], bool]:
+        """The watchdog's test: the capture thread runs and its loop went round lately."""
+        stall = 2 * self.settings.capture.read_timeout
+
+        def alive() -> bool:
+            capture = self.capture
+            return (
+                thread.is_alive()
+                and capture is not None
+                and time.monotonic() - capture.beat < stall
+            )
+
+        return alive
+
+    def _line(self) -> str:
+        """systemd's STATUS= line (`systemctl status cdc`)."""
+        status = self.status()
+        lag = "-" if status.lag_seconds is None else f"{status.lag_seconds:.1f}s"
+        where = status.position or "-"
+        return f"{status.state} at {where}, last event {status.last_event_id}, lag {lag}"
+
+    async def _start_helpers(self, capture: Capture) -> list[threading.Thread]:
+        """Threads beside capture: retention (`--retention`) and, in binlog mode, the
+        catch-up display (its first measurement now, before capture moves)."""
+        settings, dsn, stop = self.settings.capture, self.settings.dsn, self._helpers
+        helpers = []
+        age = settings.retention_age
+        if age is not None:
+            every = settings.retention_every_seconds
+            helpers.append(
+                threading.Thread(
+                    target=keep_pruning,
+                    args=(dsn, age, every, stop),
+                    name="cdc-retention",
+                    daemon=True,
+                )
+            )
+        if settings.mode is CaptureMode.BINLOG:
+            display = Bar() if sys.stderr.isatty() else LogLines()
+            catch_up = CatchUp(dsn, lambda: capture.status.position, display)
+            await asyncio.to_thread(catch_up.poll)
+            helpers.append(
+                threading.Thread(
+                    target=catch_up.run, args=(stop,), name="cdc-catch-up", daemon=True
+                )
+            )
+        return helpers
 
     async def _source(self, plan: RedactionPlan | None) -> tuple[Source, RedactionPlan | None]:
         """The capture source of the mode, after its checks; and the redaction the capture

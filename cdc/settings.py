@@ -13,11 +13,13 @@ import enum
 import tomllib
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from cdc import sections
+from cdc.ages import parse_age
 from cdc.errors import ConfigError
 from cdc.sections import AuthSettings, MysqlTls, RedactRule
 
@@ -194,7 +196,13 @@ class CaptureSettings:
         "Start at the server's current binlog position, ignoring a stored checkpoint "
         "(after a purged position; changes made in between are not captured).",
     )
+    retention: str | None = option(
+        None,
+        "Delete events older than this age (30d, 12h, 2w) continuously: at start and every "
+        "few minutes, in small batches (as `cdc prune --older-than`). Default: keep all.",
+    )
     # Tuning, not options: tests and benchmarks set them.
+    retention_every_seconds: float = 300.0  # how often --retention prunes
     batch_events: int = 5000  # most events in one sink transaction
     batch_seconds: float = 0.2  # longest a sink transaction stays open
     linger_seconds: float = 0.005  # wait for the next source transaction in a burst
@@ -204,6 +212,14 @@ class CaptureSettings:
     read_timeout: float = 30.0  # a binlog read silent this long is a lost connection
     gtid_resume: bool = True  # False: always resume by binlog file and offset
     trigger_poll_seconds: float = 0.05  # how often an idle mover looks at the staging table
+
+    def __post_init__(self) -> None:
+        if self.retention is not None:
+            parse_age(self.retention, "--retention")  # refused at start, before any connection
+
+    @property
+    def retention_age(self) -> timedelta | None:
+        return None if self.retention is None else parse_age(self.retention, "--retention")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,13 +18,25 @@ if [ "$want_test" = 1 ] && [ ! -x /usr/bin/chromium ]; then packages+=(chromium)
 if [ "$want_test" = 1 ] && ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libatomic\.so\.1 '; then
     packages+=(libatomic1)
 fi
+# docker-compose.yml is validated by Debian's docker-compose (`config` needs no engine;
+# installed without its recommended docker.io, which would bring an engine).
+bare=()
+if [ "$want_test" = 1 ] && ! have docker-compose; then bare+=(docker-compose); fi
+# The systemd units are checked with `systemd-analyze verify`.
+if [ "$want_test" = 1 ] && ! have systemd-analyze; then bare+=(systemd); fi
 # The Node attribution example (examples/node-mysql2) and its test.
 if [ "$want_test" = 1 ] && ! have node; then packages+=(nodejs npm); fi
-if [ "${#packages[@]}" -gt 0 ]; then
+if [ "${#packages[@]}" -gt 0 ] || [ "${#bare[@]}" -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
-    echo "installing Debian packages: ${packages[*]}"
+    echo "installing Debian packages: ${packages[*]} ${bare[*]}"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
+    if [ "${#packages[@]}" -gt 0 ]; then
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
+    fi
+    if [ "${#bare[@]}" -gt 0 ]; then
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+            "${bare[@]}" >/dev/null
+    fi
     # The Debian package starts its own server; ours are throwaway ones on free ports.
 fi
 

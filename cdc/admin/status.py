@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pymysql
@@ -79,3 +80,59 @@ def bytes_behind(
         else:
             total += size
     return total
+
+
+# -- event rates ----------------------------------------------------------------------
+
+RATE_WINDOWS = (60, 300)  # seconds: `cdc status` shows events per second over each
+RATE_TABLES = 20  # the busiest tables listed
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """Events per second by commit time over each of `windows` (seconds), overall and
+    for the busiest tables (`schema.table`, or `-` for application events about no row)."""
+
+    windows: tuple[int, ...]
+    overall: tuple[float, ...]
+    tables: tuple[tuple[str, tuple[float, ...]], ...]
+
+
+def event_rates(dsn: Dsn, windows: tuple[int, ...] = RATE_WINDOWS) -> Rates:
+    """Two index-friendly reads: the first id of the longest window by the
+    `event_by_time` index (covering: it holds the id), then the rows from that id on by
+    the primary key, counted per table and window. Only the last minutes' rows are read,
+    however large the table."""
+    conn = mysql.connect_for_command(dsn)
+    try:
+        with conn.cursor() as cur:
+            return _rates(cur, qualified(dsn.database, EVENT), windows)
+    finally:
+        conn.close()
+
+
+def _rates(cur: Any, table: str, windows: tuple[int, ...]) -> Rates:
+    cutoffs = ", ".join("UTC_TIMESTAMP(6) - INTERVAL %s SECOND" for _ in windows)
+    cur.execute(f"SELECT {cutoffs}", windows)
+    since = cur.fetchone()
+    oldest = since[windows.index(max(windows))]
+    cur.execute(f"SELECT MIN(`id`) FROM {table} WHERE `timestamp` >= %s", (oldest,))
+    first = cur.fetchone()[0]
+    counts: dict[str, list[int]] = {}
+    if first is not None:
+        sums = ", ".join("SUM(`timestamp` >= %s)" for _ in windows)
+        cur.execute(
+            f"SELECT `schema_name`, `table_name`, {sums} FROM {table}"
+            " WHERE `id` >= %s AND `timestamp` >= %s GROUP BY `schema_name`, `table_name`",
+            (*since, first, oldest),
+        )
+        for schema, name, *numbers in cur.fetchall():
+            key = f"{schema}.{name}" if schema is not None else "-"
+            counts[key] = [int(n or 0) for n in numbers]
+    overall = tuple(round(sum(c[i] for c in counts.values()) / w, 2) for i, w in enumerate(windows))
+    busiest = sorted(counts.items(), key=lambda item: (-item[1][-1], item[0]))[:RATE_TABLES]
+    tables = tuple(
+        (name, tuple(round(n / w, 2) for n, w in zip(c, windows, strict=True)))
+        for name, c in busiest
+    )
+    return Rates(windows, overall, tables)

@@ -68,6 +68,7 @@ class Capture:
         self._rebaseline = settings.from_now  # only once: a reconnect resumes as usual
         self._progress_at = time.monotonic()
         self._progress_events = 0
+        self.beat = time.monotonic()  # the loop went round at this time (the daemon's watchdog)
 
     def _update(self, **changes: object) -> None:
         self.status = dataclasses.replace(self.status, **changes)  # type: ignore[arg-type]
@@ -91,7 +92,7 @@ class Capture:
         attempt = 0
         try:
             while not self.stop_event.is_set():
-                began = time.monotonic()
+                began = self.beat = time.monotonic()
                 try:
                     start = self.start_position()
                     self._update(last_event_id=self.store.last_id)
@@ -121,6 +122,7 @@ class Capture:
                         retry_in=delay,
                         attempt=attempt,
                     )
+                    self.beat = time.monotonic() + delay  # waiting on purpose is not a stall
                     if self.stop_event.wait(delay):
                         return
         except BaseException as error:
@@ -166,7 +168,7 @@ class Capture:
         self._update(state=CaptureState.CAPTURING, position=str(start), gtid=start.gtid)
         while not self.stop_event.is_set():
             item = self._next(items, batch)
-            now = time.monotonic()
+            now = self.beat = time.monotonic()
             if isinstance(item, _End):
                 self._finish(batch)
                 return item.error

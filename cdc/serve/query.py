@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from cdc.ages import age_seconds
 from cdc.errors import CdcError
 from cdc.models import EVENT_TYPE
 from cdc.store.reader import Filters
@@ -32,8 +33,6 @@ STREAM_PARAMETERS = frozenset(
 # `ticket` is a credential, read by the access middleware; here it is only allowed.
 _REPEATABLE = frozenset({"table", "type"})
 
-_RELATIVE = re.compile(r"([0-9]{1,9})\s*(s|m|h|d|w)")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ID = re.compile(r"[0-9]{1,20}")  # ASCII digits only: int() takes other scripts' too
 _LIMIT = re.compile(r"[0-9]{1,5}")  # never int() of a huge text (Python refuses 4,300 digits)
 _ID_MAX = 2**64 - 1
@@ -83,10 +82,10 @@ def _stored(moment: datetime) -> str:
 def parse_time(name: str, value: str, now: datetime) -> str:
     """ISO-8601 (naive means UTC) or relative to `now` (`30s`, `15m`, `1h`, `7d`, `2w`)."""
     text = value.strip()
-    relative = _RELATIVE.fullmatch(text)
-    if relative:
+    seconds = age_seconds(text)
+    if seconds is not None:
         try:
-            moment = now - timedelta(seconds=int(relative[1]) * _UNITS[relative[2]])
+            moment = now - timedelta(seconds=seconds)
         except OverflowError:
             moment = _OLDEST
     else:
