@@ -18,6 +18,8 @@ if [ "$want_test" = 1 ] && [ ! -x /usr/bin/chromium ]; then packages+=(chromium)
 if [ "$want_test" = 1 ] && ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libatomic\.so\.1 '; then
     packages+=(libatomic1)
 fi
+# The fan-out tests start throwaway redis-servers on free ports.
+if [ "$want_test" = 1 ] && [ ! -x /usr/bin/redis-server ]; then packages+=(redis-server); fi
 # The Node attribution example (examples/node-mysql2) and its test.
 if [ "$want_test" = 1 ] && ! have node; then packages+=(nodejs npm); fi
 if [ "${#packages[@]}" -gt 0 ]; then
