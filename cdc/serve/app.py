@@ -417,8 +417,13 @@ class _Handlers:
             last = await self.history.last_id()
         except HistoryUnavailable as error:
             detail = {} if self.auth.enabled else {"error": str(error)}
-            return _json({"role": self.role, "healthy": False, **detail}, 503)
-        state: dict[str, Any] = {"role": self.role, "healthy": True, "auth": self.auth.enabled}
+            return _json({"state": "serving", "role": self.role, "healthy": False, **detail}, 503)
+        state: dict[str, Any] = {
+            "state": "serving",
+            "role": self.role,
+            "healthy": True,
+            "auth": self.auth.enabled,
+        }
         if not self.auth.enabled:
             state.update(last_event_id=last, clients=self.hub.clients)
         return _json(state)
