@@ -8,8 +8,8 @@ nothing is missed and nothing printed twice.
 from __future__ import annotations
 
 import asyncio
-import sys
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 import aiohttp

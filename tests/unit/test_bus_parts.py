@@ -34,8 +34,12 @@ def event(i: int, **changes: object) -> StoredEvent:
 
 ODD = [
     event(1),
-    event(2, timestamp="2026-05-12 12:00:00.123400", user_id=None, row_id="[1, \"a\"]"),
-    event(3, data='{"after": {"x": 1.0, "y": 1e5, "s": "a,\\"context\\":b"}}', context='{"route": "/p"}'),
+    event(2, timestamp="2026-05-12 12:00:00.123400", user_id=None, row_id='[1, "a"]'),
+    event(
+        3,
+        data='{"after": {"x": 1.0, "y": 1e5, "s": "a,\\"context\\":b"}}',
+        context='{"route": "/p"}',
+    ),
     event(4, schema_name=None, table_name=None, row_id=None, type="LOGIN", context="null"),
     event(5, row_id="007", user_id="-12", data='{"big": 123456789012345678901234567890}'),
 ]
@@ -56,7 +60,12 @@ def test_an_entry_gives_back_the_same_frame(e: StoredEvent) -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{}, {b"event": b"not json"}, {b"event": b"[1]"}, {b"id": b"9", b"event": event_json(event(1))}],
+    [
+        {},
+        {b"event": b"not json"},
+        {b"event": b"[1]"},
+        {b"id": b"9", b"event": event_json(event(1))},
+    ],
 )
 def test_a_foreign_entry_is_refused(fields: dict[bytes, bytes]) -> None:
     with pytest.raises(BadEntry):
@@ -74,7 +83,9 @@ def test_a_foreign_entry_is_refused(fields: dict[bytes, bytes]) -> None:
         (5, [], [], None, []),
     ],
 )
-def test_split(next_id: int, ids: list[int], run: list[int], jump: int | None, rest: list[int]) -> None:
+def test_split(
+    next_id: int, ids: list[int], run: list[int], jump: int | None, rest: list[int]
+) -> None:
     got_run, got_jump, got_rest = split(next_id, [event(i) for i in ids])
     assert [e.id for e in got_run] == run
     assert got_jump == jump
