@@ -304,6 +304,13 @@ class BusSettings:
     timeout: float = 2.0  # seconds a Redis command may take before Redis counts as down
     block_ms: int = 1000  # how long one XREAD waits for new entries
 
+    def __post_init__(self) -> None:
+        if self.url is not None and urlsplit(self.url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(
+                f"--bus {redis_url_shown(self.url)!r} is not a Redis URL",
+                fix="write it as redis://[:password@]host:6379/0 (rediss:// for TLS)",
+            )
+
     @property
     def shown(self) -> str | None:
         """The URL without its password (for logs)."""

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from cdc.bus.entries import BadEntry, entry, stored_event
+from cdc.errors import ConfigError
 from cdc.models import StoredEvent
 from cdc.serve.feeds.redis import RedisFeed, split
 from cdc.serve.feeds.table import catch_up
@@ -153,3 +154,9 @@ def test_redis_passwords_are_never_shown() -> None:
     assert redis_url_shown("redis://u:s3cret@h/0") == "redis://u:***@h/0"
     assert redis_url_shown("redis://h:6379/0") == "redis://h:6379/0"
     assert "s3cret" not in repr(BusSettings(url=url))
+
+
+def test_a_bus_that_is_not_redis_is_refused_without_its_password() -> None:
+    with pytest.raises(ConfigError) as refused:
+        BusSettings(url="http://u:s3cret@cache:6379/0")
+    assert "s3cret" not in str(refused.value.problem) and "redis://" in str(refused.value.fix)
