@@ -16,8 +16,11 @@ import aiohttp
 import pytest
 
 from cdc._testing.mariadb import free_port
+from cdc.bus.publisher import BusPublisher
 from cdc.policy.tokens import digest, new_token
+from cdc.settings import BusSettings
 from tests.e2e_support import Setup
+from tests.http_support import make_event
 from tests.redis_support import RedisServer, redis_server
 from tests.serve_support import Client, collect, health, start_serve
 from tests.support import Daemon, start_daemon, stop_daemon, wait_for_events, wait_ready
@@ -200,3 +203,39 @@ async def test_serve_health_says_unhealthy_when_the_table_cannot_be_read(e2e: Se
                 await asyncio.sleep(0.1)
     finally:
         e2e.sql(f"RENAME TABLE `{e2e.events}`.event_away TO `{e2e.events}`.event")
+
+
+async def test_the_publisher_skips_while_redis_is_down_and_resumes(
+    redis_server: RedisServer,
+) -> None:
+    publisher = BusPublisher(BusSettings(url=redis_server.url, queue_batches=50, timeout=0.5))
+    publisher.start()
+    try:
+        redis_server.stop()
+        # The capture thread's calls return at once, whatever Redis does; the queue is
+        # bounded, so what does not fit is skipped (counted).
+        for i in range(1, 3001):
+            publisher.publish([make_event(i)], i)
+        publisher.publish(None, 3001)  # a batch too big to hold: skipped, readers fill it
+        await until(lambda: publisher.skipped == 3000, "every batch counted as skipped")
+        redis_server.start()
+        deadline = time.monotonic() + 60
+        i = 3001
+        while redis_server.entries() == 0:
+            i += 1
+            publisher.publish([make_event(i)], i)
+            assert time.monotonic() < deadline, "the publisher never reached Redis again"
+            await asyncio.sleep(0.05)
+        assert publisher.published >= 1
+    finally:
+        publisher.stop()
+    with redis_server.client() as client:
+        (_entry, fields), *_ = client.xrange("cdc:events", count=1)
+    assert int(fields[b"id"]) > 3001 and fields[b"event"].startswith(b'{"id":')
+
+
+async def until(condition: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.05)
