@@ -393,7 +393,7 @@ def serve(serve_worker: bool, **options: Any) -> None:
         _fail(error)
     if workers > 1:
         sys.exit(Supervisor(workers, sys.argv[1:]).run())
-    sys.exit(Server(settings, reuse_port=serve_worker).run())
+    sys.exit(Server(settings, worker=serve_worker).run())
 
 
 @main.command()

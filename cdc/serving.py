@@ -9,6 +9,8 @@ restarts one that dies, forwards SIGTERM and SIGHUP, and serves nothing itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -33,13 +35,17 @@ ROLE = "serve"
 
 
 class Server:
-    """One `cdc serve` process: `run()` for the CLI, awaitable `serve()` for tests."""
+    """One `cdc serve` process: `run()` for the CLI, awaitable `serve()` for tests.
 
-    def __init__(self, settings: Settings, reuse_port: bool = False) -> None:
+    A `worker` of the supervisor shares its port, and stops when the supervisor is gone
+    (even killed with SIGKILL), so that no worker outlives it."""
+
+    def __init__(self, settings: Settings, worker: bool = False) -> None:
         if settings.http is None:
             raise ConfigError("cdc serve needs an HTTP address", fix="give --http host:port")
         self.settings = settings
-        self.reuse_port = reuse_port
+        self.worker = worker
+        self._parent = os.getppid()
         self.http: HttpServer | None = None
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -85,7 +91,7 @@ class Server:
                     self._feed(history),
                     auth,
                     role=ROLE,
-                    reuse_port=self.reuse_port,
+                    reuse_port=self.worker,
                 )
             except OSError as error:
                 raise StartupError(
@@ -98,11 +104,22 @@ class Server:
                 stream=self.settings.bus.stream,
                 feed="redis" if self.settings.bus.url else "table",
             )
+            orphaned = asyncio.create_task(self._orphaned()) if self.worker else None
             await self._stopping.wait()
+            if orphaned is not None:
+                orphaned.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await orphaned
         finally:
             if self.http is not None:
                 await self.http.stop()
             await history.close()
+
+    async def _orphaned(self) -> None:
+        while os.getppid() == self._parent:
+            await asyncio.sleep(1.0)
+        log.warning("supervisor_gone", parent=self._parent)
+        self.stop()
 
     def reload(self) -> None:
         """SIGHUP: the `[auth]` of the configuration file again (a bad file changes nothing)."""
@@ -110,7 +127,6 @@ class Server:
             return
         try:
             self.http.reload_auth(reload_auth(self.settings.config_file))
-            log.info("auth_reloaded")
         except CdcError as error:
             log.error("auth_reload_failed", problem=error.problem, fix=error.fix)
 
@@ -152,7 +168,11 @@ class Supervisor:
         self._restarts: list[float] = []
 
     def _start(self, slot: int) -> None:
-        child = subprocess.Popen(self.command)
+        # A SIGHUP before the worker's own handler is in place would end it: ignored until
+        # then (it reads the configuration at start anyway).
+        child = subprocess.Popen(
+            self.command, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        )
         self.children[slot] = child
         log.info("worker_started", worker=slot, pid=child.pid)
 

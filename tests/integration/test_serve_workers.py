@@ -66,6 +66,22 @@ async def test_workers_share_the_port_and_a_killed_one_is_replaced(event_db: Eve
     assert not any(psutil.pid_exists(pid) for pid in now)
 
 
+async def test_no_worker_outlives_its_supervisor(event_db: EventDb) -> None:
+    port = free_port()
+    parent = start_serve(dsn(event_db), port, "--workers", "2")
+    await health(port, parent)
+    workers = await until_workers(parent, 2)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 60
+    while any(psutil.pid_exists(pid) for pid in workers):
+        for pid in workers:  # reaped by init once they exit; a zombie has exited
+            if psutil.pid_exists(pid) and psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                workers = workers - {pid}
+        assert time.monotonic() < deadline, f"workers {workers} still run without a supervisor"
+        await asyncio.sleep(0.1)
+
+
 async def test_sighup_reaches_every_worker(event_db: EventDb, tmp_path: Path) -> None:
     old, new = new_token(), new_token()
     config = tmp_path / "cdc.toml"
@@ -81,10 +97,16 @@ async def test_sighup_reaches_every_worker(event_db: EventDb, tmp_path: Path) ->
     parent = start_serve(dsn(event_db), port, "--workers", "2", env={"CDC_CONFIG": str(config)})
     await health(port, parent)
     await until_workers(parent, 2)
+    deadline = time.monotonic() + 60
+    while parent.log().count('"http_listening"') < 2:
+        assert time.monotonic() < deadline, f"the workers did not listen:\n{parent.log()[-3000:]}"
+        await asyncio.sleep(0.1)
     write(new)
     parent.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 60
-    async with aiohttp.ClientSession() as session:
+    # A connection per request, so that the kernel spreads them over the workers.
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
         while True:
             # Many requests, so that every worker of the port answers some.
             statuses = set()
@@ -97,7 +119,9 @@ async def test_sighup_reaches_every_worker(event_db: EventDb, tmp_path: Path) ->
                 break
             assert time.monotonic() < deadline, f"after SIGHUP: {statuses}"
             await asyncio.sleep(0.1)
-    assert parent.log().count('"auth_reloaded"') == 2
+    while parent.log().count('"auth_reloaded"') < 2:
+        assert time.monotonic() < deadline, f"not every worker reloaded:\n{parent.log()[-3000:]}"
+        await asyncio.sleep(0.1)
     assert stop_daemon(parent)[0] == 0
 
 
