@@ -4,6 +4,8 @@ Redis feed (with the table as a list), the reset decision, URLs without password
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -160,3 +162,13 @@ def test_a_bus_that_is_not_redis_is_refused_without_its_password() -> None:
     with pytest.raises(ConfigError) as refused:
         BusSettings(url="http://u:s3cret@cache:6379/0")
     assert "s3cret" not in str(refused.value.problem) and "redis://" in str(refused.value.fix)
+
+
+def test_the_serve_side_never_imports_the_binlog_library() -> None:
+    # A fresh interpreter: what `cdc serve` imports, and nothing of the binlog reader.
+    code = (
+        "import sys, cdc.cli, cdc.serving, cdc.serve.app, cdc.serve.feeds.redis, "
+        "cdc.serve.feeds.table, cdc.bus.reader; "
+        "sys.exit('pymysqlreplication' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
