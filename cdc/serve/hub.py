@@ -21,6 +21,7 @@ import orjson
 import structlog
 
 from cdc import metrics
+from cdc.store.reader import HistoryUnavailable
 from cdc.wire import sse_frame
 
 if TYPE_CHECKING:
@@ -314,7 +315,12 @@ class Subscription:
             self.cursor = self.sent = self.hub.head
         if self._resume and self.cursor is not None:
             self._resume = False
-            oldest, newest = await self.history.bounds()
+            try:
+                oldest, newest = await self.history.bounds()
+            except HistoryUnavailable as error:
+                # Not knowable now: the stream goes on as asked (replay waits for the table).
+                log.warning("stream_reset_unchecked", error=str(error))
+                return
             self.reset = reset_of(self.cursor, oldest, max(newest, self.hub.head or 0))
             if self.reset is not None:
                 log.info(
