@@ -257,9 +257,11 @@ class Reset:
 
     @property
     def frame(self) -> bytes:
-        # No `id:` line: the client's Last-Event-ID moves with the events that follow.
+        """The reset frame (no `id:` line), then an id-only frame that moves the client's
+        Last-Event-ID to just before `first_id`, so that a reconnection before the next
+        event resumes from there instead of being reset again."""
         data = orjson.dumps({"first_id": self.first_id, "reason": self.reason})
-        return b"event: reset\ndata: %s\n\n" % data
+        return b"event: reset\ndata: %s\n\n: resumed\nid: %d\n\n" % (data, self.first_id - 1)
 
 
 def reset_of(after: int, oldest: int | None, newest: int) -> Reset | None:

@@ -21,11 +21,14 @@ def prune(db: EventDb, below: int) -> None:
 
 
 async def first_frames(sse: Sse, count: int) -> list[dict[str, str]]:
-    frames = []
+    """The next `count` frames with data (events, resets); id-only frames move
+    `sse.last_id` only."""
+    frames: list[dict[str, str]] = []
     while len(frames) < count:
         frame = await asyncio.wait_for(sse.frame(), 30)
         assert frame is not None, f"the stream ended after {frames}"
-        frames.append(frame)
+        if "data" in frame:
+            frames.append(frame)
     return frames
 
 
@@ -56,6 +59,9 @@ async def test_a_resume_from_an_id_never_issued_is_told(event_db: EventDb) -> No
         (reset,) = await first_frames(sse, 1)
         assert json.loads(reset["data"]) == {"first_id": 11, "reason": "unknown"}
         assert "id" not in reset
+        # An id-only frame follows: a reconnection now would resume from 10, not 500.
+        frame = await asyncio.wait_for(sse.frame(), 30)
+        assert frame == {"id": "10"}
         server.commit(2)
         assert [int(f["id"]) for f in await first_frames(sse, 2)] == [11, 12]
 

@@ -147,7 +147,9 @@ def test_reset_decision(after: int, oldest: int | None, newest: int, reset: Rese
 
 
 def test_a_reset_frame_has_no_id_line() -> None:
-    assert Reset(5, "pruned").frame == b'event: reset\ndata: {"first_id":5,"reason":"pruned"}\n\n'
+    reset, resumed, end = Reset(5, "pruned").frame.split(b"\n\n")
+    assert reset == b'event: reset\ndata: {"first_id":5,"reason":"pruned"}'
+    assert resumed == b": resumed\nid: 4" and end == b""
 
 
 def test_redis_passwords_are_never_shown() -> None:
