@@ -24,12 +24,15 @@ from cdc.sections import AuthSettings
 from cdc.settings import (
     PARTS,
     SECTIONS,
+    SERVE_PARTS,
+    BusSettings,
     CaptureMode,
     CaptureSettings,
     Dsn,
     HttpSettings,
     LogLevel,
     Option,
+    ServeSettings,
     Settings,
     default_of,
     load_toml,
@@ -39,7 +42,7 @@ from cdc.settings import (
     toml_keys,
 )
 
-COMMANDS = ("init", "check", "run", "status", "prune", "demo", "tail", "token", "triggers")
+COMMANDS = ("init", "check", "run", "serve", "status", "prune", "demo", "tail", "token", "triggers")
 TRIGGER_COMMANDS = ("install", "remove", "status")
 
 
@@ -147,8 +150,25 @@ def settings_from(
         http=None if options["no_http"] else _part_from(HttpSettings, options),
         auth=sections.get("auth", AuthSettings()),
         redact=sections.get("redact", ()),
+        bus=_part_from(BusSettings, options),
         config_file=config,
     )
+
+
+def serve_settings_from(
+    options: dict[str, Any], sections: dict[str, Any] | None = None, config: str | None = None
+) -> tuple[Settings, ServeSettings]:
+    """The settings of `cdc serve` (its capture part unused) from its options."""
+    sections = sections or {}
+    dsn = Dsn.parse(options["dsn"]) if options.get("dsn") else _dsn_from_file(options)
+    settings = Settings(
+        dsn=dsn.with_tls(sections.get("mysql")),
+        http=_part_from(HttpSettings, options),
+        auth=sections.get("auth", AuthSettings()),
+        bus=_part_from(BusSettings, options),
+        config_file=config,
+    )
+    return settings, _part_from(ServeSettings, options)
 
 
 def _dsn_from_file(options: dict[str, Any]) -> Dsn:
@@ -192,6 +212,11 @@ def command_dsn(dsn: str | None, dsn_file: str | None) -> Dsn:
 def run_option_names() -> set[str]:
     """Every option of `cdc run` (for the test that the CLI and the settings agree)."""
     return {p.name for p in run.params if p.name} | {"log_level"}
+
+
+def serve_option_names() -> set[str]:
+    """Every option of `cdc serve` but its hidden worker flag."""
+    return {p.name for p in serve.params if p.name and not getattr(p, "hidden", False)}
 
 
 def dsn_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -327,6 +352,48 @@ def run(**options: Any) -> None:
     except CdcError as error:
         _fail(error)
     sys.exit(Daemon(settings).run())
+
+
+def _with_serve_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    options = [option for part in SERVE_PARTS for option in settings_options(part)]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@main.command()
+@dsn_option
+@_with_serve_options
+@click.option("--serve-worker", "serve_worker", is_flag=True, hidden=True)
+def serve(serve_worker: bool, **options: Any) -> None:
+    """Serve the HTTP API only (no capture, no binlog connection): live events from the
+    Redis stream of --bus (or, without it, by following the event table), history and
+    resumes from the event table. Same [auth] and flags as `cdc run`; SIGHUP reloads auth.
+
+    With --workers N, N processes share the port (SO_REUSEPORT) under a parent that
+    restarts a dead one. Exit 3 when it cannot start (port in use, no event table).
+    """
+    from cdc.serving import Server, Supervisor
+
+    try:
+        ctx = click.get_current_context()
+        settings, serve_settings = serve_settings_from(
+            _choose_dsn(options),
+            parse_sections(file_sections()),
+            ctx.find_root().meta.get(CONFIG_KEY),
+        )
+        workers = 1 if serve_worker else serve_settings.workers
+        assert settings.http is not None
+        if workers > 1 and settings.http.address[1] == 0:
+            raise ConfigError(
+                "--workers needs a fixed port (port 0 gives each worker another one)",
+                fix="give --http host:PORT with a port number",
+            )
+    except CdcError as error:
+        _fail(error)
+    if workers > 1:
+        sys.exit(Supervisor(workers, sys.argv[1:]).run())
+    sys.exit(Server(settings, worker=serve_worker).run())
 
 
 @main.command()

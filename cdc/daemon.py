@@ -20,6 +20,7 @@ import structlog
 
 from cdc import mysql
 from cdc.admin.checks import ensure_capturable, ensure_trigger_capturable
+from cdc.bus.publisher import BusPublisher
 from cdc.capture.binlog.source import BinlogSource
 from cdc.capture.filters import TableFilter
 from cdc.capture.loop import Capture
@@ -104,6 +105,7 @@ class Daemon:
         self.on_commit = on_commit
         self.capture: Capture | None = None
         self.feed = LocalFeed()
+        self.bus = BusPublisher(settings.bus) if settings.bus.url else None
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: _Http | None = None
@@ -126,6 +128,8 @@ class Daemon:
         if self.on_commit is not None and events:
             self.on_commit(events)
         self.feed.publish(events, last_id)
+        if self.bus is not None:
+            self.bus.publish(events, last_id)  # never waits on Redis
 
     async def serve(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -143,6 +147,8 @@ class Daemon:
         http = self._http = await self._start_http(auth)
         helpers = await self._start_helpers(capture)
         thread = threading.Thread(target=capture.run, name="cdc-capture", daemon=True)
+        if self.bus is not None:
+            self.bus.start()
         thread.start()
         for helper in helpers:
             helper.start()
@@ -160,6 +166,8 @@ class Daemon:
             capture.stop_event.set()
             self._helpers.set()
             await asyncio.to_thread(thread.join, 15)
+            if self.bus is not None:
+                await asyncio.to_thread(self.bus.stop)
             if http is not None:
                 await http.stop()
             self.notifier.close()

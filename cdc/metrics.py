@@ -53,3 +53,14 @@ history_query_seconds = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     registry=REGISTRY,
 )
+bus_events_published = Counter(
+    "cdc_bus_events_published",
+    "Events added to the Redis stream.",
+    registry=REGISTRY,
+)
+bus_events_skipped = Counter(
+    "cdc_bus_events_skipped",
+    "Committed events not added to the Redis stream (Redis slow or down, queue full); "
+    "readers fill them from the event table.",
+    registry=REGISTRY,
+)

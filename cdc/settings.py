@@ -260,6 +260,12 @@ class HttpSettings:
         "Serve without any credential on a public address (every client reads every event). "
         "Without tokens or a JWT key the API listens on loopback only, unless this is given.",
     )
+    stream_max_age: float = option(
+        3600.0,
+        "Seconds after which a stream is closed cleanly (less up to 10% of jitter); the "
+        "client resumes with Last-Event-ID, so workers rebalance after a restart.",
+        minimum=1,
+    )
     retry_ms: int = 2000  # the SSE `retry:` hint: how soon a browser reconnects
     retry_after: int = 5  # the Retry-After of a 503 for too many clients (seconds)
     shutdown_timeout: float = 5.0  # longest wait for requests in flight at stop
@@ -274,6 +280,75 @@ class HttpSettings:
         return parse_host_port(self.listen)
 
 
+def redis_url_shown(url: str | None) -> str | None:
+    """A Redis URL fit for a log line: its password replaced by `***`."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return parts._replace(netloc=f"{user}:***@{host}{port}").geturl()
+
+
+@dataclass(frozen=True, slots=True)
+class BusSettings:
+    """The Redis stream between `cdc run` (which publishes) and `cdc serve` (which reads)."""
+
+    url: str | None = field(
+        default=None,
+        repr=False,  # may hold a password: see `shown`
+        metadata={
+            "option": Option(
+                help="Redis URL of the event bus (redis://[:password@]host:6379/0; rediss:// "
+                "for TLS): `cdc run` publishes each committed event to it, `cdc serve` reads "
+                "live events from it. Default: no bus.",
+                name="bus",
+            )
+        },
+    )
+    stream: str = option("cdc:events", "Name of the Redis stream.", name="bus_stream")
+    maxlen: int = option(
+        100_000,
+        "Entries the stream keeps (trimmed approximately; readers fill gaps from the table).",
+        name="bus_maxlen",
+        minimum=1,
+    )
+    queue_batches: int = 1000  # committed batches waiting for Redis before some are skipped
+    timeout: float = 2.0  # seconds a Redis command may take before Redis counts as down
+    block_ms: int = 1000  # how long one XREAD waits for new entries
+
+    def __post_init__(self) -> None:
+        if self.url is not None and urlsplit(self.url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(
+                f"--bus {redis_url_shown(self.url)!r} is not a Redis URL",
+                fix="write it as redis://[:password@]host:6379/0 (rediss:// for TLS)",
+            )
+
+    @property
+    def shown(self) -> str | None:
+        """The URL without its password (for logs)."""
+        return redis_url_shown(self.url)
+
+    def __repr__(self) -> str:
+        return f"BusSettings(url={self.shown!r}, stream={self.stream!r}, maxlen={self.maxlen})"
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """`cdc serve` only: how many worker processes share its port."""
+
+    workers: int = option(
+        1,
+        "Worker processes sharing the port (SO_REUSEPORT); the parent supervises them "
+        "(restarts a dead one) and serves nothing itself.",
+        minimum=1,
+        maximum=256,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """What `cdc run` needs; passed down, never read from the environment again."""
@@ -283,6 +358,7 @@ class Settings:
     http: HttpSettings | None = HttpSettings()  # None: capture only (--no-http)
     auth: AuthSettings = AuthSettings()  # [auth]
     redact: tuple[RedactRule, ...] = ()  # [[redact]]
+    bus: BusSettings = BusSettings()  # --bus (Redis)
     config_file: str | None = None  # where [auth] is read again on SIGHUP
 
 
@@ -290,7 +366,8 @@ class Settings:
 # and the command group's --log-level.
 RUN_OPTIONS = ("dsn", "dsn_file", "no_http")
 GROUP_OPTIONS = ("log_level",)
-PARTS: tuple[type, ...] = (CaptureSettings, HttpSettings)
+PARTS: tuple[type, ...] = (CaptureSettings, HttpSettings, BusSettings)
+SERVE_PARTS: tuple[type, ...] = (HttpSettings, BusSettings, ServeSettings)
 
 
 SectionParser = Callable[[Any], Any]
@@ -317,7 +394,7 @@ section("mysql")(sections.parse_tls)
 
 def toml_keys() -> frozenset[str]:
     """Every key the TOML file may hold outside its sections: the options' names."""
-    names = {option_name(f) for part in PARTS for f in options_of(part)}
+    names = {option_name(f) for part in {*PARTS, *SERVE_PARTS} for f in options_of(part)}
     return frozenset(names | set(RUN_OPTIONS) | set(GROUP_OPTIONS))
 
 

@@ -24,6 +24,8 @@ bare=()
 if [ "$want_test" = 1 ] && ! have docker-compose; then bare+=(docker-compose); fi
 # The systemd units are checked with `systemd-analyze verify`.
 if [ "$want_test" = 1 ] && ! have systemd-analyze; then bare+=(systemd); fi
+# The fan-out tests start throwaway redis-servers on free ports.
+if [ "$want_test" = 1 ] && [ ! -x /usr/bin/redis-server ]; then packages+=(redis-server); fi
 # The Node attribution example (examples/node-mysql2) and its test.
 if [ "$want_test" = 1 ] && ! have node; then packages+=(nodejs npm); fi
 if [ "${#packages[@]}" -gt 0 ] || [ "${#bare[@]}" -gt 0 ]; then

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -76,24 +77,32 @@ def readable(event: dict[str, Any]) -> str:
 
 
 class _Frames:
-    """Server-sent events out of a response body: (id, data) per frame; data may be ''."""
+    """Server-sent events out of a response body: (id, data) per frame; data may be ''.
+
+    A `reset` frame (the history asked for is no longer held) is not yielded: it is kept
+    in `reset` for the loop to tell the user."""
 
     def __init__(self, content: aiohttp.StreamReader) -> None:
         self.content = content
         self.retry: float | None = None
+        self.reset: dict[str, Any] | None = None
 
     async def __aiter__(self) -> Any:
         event_id: str | None = None
         data: list[str] = []
+        kind = ""
         while True:
             raw = await self.content.readline(max_line_length=MAX_LINE)
             if not raw:
                 return
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if not line:
-                if event_id is not None or data:
+                if kind == "reset":
+                    self.reset = _reset_of("\n".join(data))
+                    yield None, ""
+                elif event_id is not None or data:
                     yield event_id, "\n".join(data)
-                event_id, data = None, []
+                event_id, data, kind = None, [], ""
                 continue
             if line.startswith(":"):
                 continue
@@ -103,8 +112,31 @@ class _Frames:
                 data.append(value)
             elif name == "id":
                 event_id = value
+            elif name == "event":
+                kind = value
             elif name == "retry" and value.isdigit():
                 self.retry = int(value) / 1000
+
+
+def _reset_of(data: str) -> dict[str, Any]:
+    try:
+        frame = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {}
+    return frame if isinstance(frame, dict) else {}
+
+
+def _say_reset(reset: dict[str, Any], out: TextIO, pretty: bool) -> None:
+    """One line for the user (on stderr with --json, so that a pipe reads events only)."""
+    first, reason = reset.get("first_id"), reset.get("reason")
+    why = {
+        "pruned": "the events asked for are older than the history held (pruned)",
+        "unknown": "this server never issued the id resumed from (another or rebuilt store)",
+    }.get(str(reason), f"reason {reason}")
+    line = f"-- reset: {why}; going on from event #{first}"
+    target = out if pretty else sys.stderr
+    target.write(line + "\n")
+    target.flush()
 
 
 def _refused(status: int, body: bytes) -> CdcError:
@@ -177,6 +209,12 @@ async def tail(
                     log.info("tail_connected", url=str(target), last_event_id=last)
                     frames = _Frames(response.content)
                     async for event_id, data in frames:
+                        if frames.reset is not None:
+                            _say_reset(frames.reset, out, pretty)
+                            first = frames.reset.get("first_id")
+                            if isinstance(first, int):
+                                last = first - 1
+                            frames.reset = None
                         if data:
                             _print(data, out, pretty)
                         if event_id:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import random
 import ssl
 import time
 from collections.abc import Callable
@@ -152,16 +153,21 @@ async def start(
     status: Status,
     feed: Feed | None = None,
     auth: Authenticator | None = None,
+    role: str | None = None,
+    reuse_port: bool = False,
 ) -> HttpServer:
     """Listen on `settings.listen` and serve until `stop()`; `feed` hands committed
     events to the hub (tests publish to the hub themselves). `auth` comes from
-    `prepare_auth` (by default: no credentials, so a loopback address only)."""
+    `prepare_auth` (by default: no credentials, so a loopback address only).
+
+    `role` is said by `/health`; `"serve"` (`cdc serve`) is healthy when the event table
+    can be read, whatever capture does. `reuse_port`: workers share the port."""
     if auth is None:
         from cdc.sections import AuthSettings
 
         auth = prepare_auth(settings, AuthSettings())
     context = _tls(settings)
-    app = make_app(settings, hub, history, status, auth)
+    app = make_app(settings, hub, history, status, auth, role)
     runner = web.AppRunner(
         app,
         access_log=None,
@@ -174,7 +180,9 @@ async def start(
     )
     await runner.setup()
     host, port = settings.address
-    site = web.TCPSite(runner, host, port, backlog=1024, ssl_context=context)
+    site = web.TCPSite(
+        runner, host, port, backlog=1024, ssl_context=context, reuse_port=reuse_port or None
+    )
     try:
         await site.start()
     except OSError:
@@ -195,13 +203,18 @@ async def _tick(hub: Hub, every: float) -> None:
 
 
 def make_app(
-    settings: HttpSettings, hub: Hub, history: History, status: Status, auth: Authenticator
+    settings: HttpSettings,
+    hub: Hub,
+    history: History,
+    status: Status,
+    auth: Authenticator,
+    role: str | None = None,
 ) -> web.Application:
     """The aiohttp application (for `start`, or a test's own runner)."""
     app = web.Application(
         middlewares=[access.middleware(auth)], client_max_size=settings.max_body_bytes
     )
-    handlers = _Handlers(settings, hub, history, status, auth)
+    handlers = _Handlers(settings, hub, history, status, auth, role)
     doors = Access(auth, settings)
     app.router.add_get("/", handlers.page)
     app.router.add_get("/events", handlers.events)
@@ -246,12 +259,14 @@ class _Handlers:
         history: History,
         status: Status,
         auth: Authenticator,
+        role: str | None = None,
     ) -> None:
         self.settings = settings
         self.hub = hub
         self.history = history
         self.status = status
         self.auth = auth
+        self.role = role
         self._openapi: bytes | None = None
 
     async def page(self, request: web.Request) -> web.StreamResponse:
@@ -333,6 +348,10 @@ class _Handlers:
         if credential.expires_at is not None:
             wait = max(0.0, credential.expires_at - self.auth.clock())
             expiry = asyncio.get_running_loop().call_later(wait, sub.end, "expired")
+        # Closed cleanly when old, so that clients spread again over the workers; the
+        # jitter keeps the clients of one restart from all coming back at once.
+        max_age = self.settings.stream_max_age * random.uniform(0.9, 1.0)
+        aged = asyncio.get_running_loop().call_later(max_age, sub.end, "max_age")
         opened = time.monotonic()
         log.info(
             "stream_opened",
@@ -345,6 +364,7 @@ class _Handlers:
         try:
             return await self._feed(request, sub)
         finally:
+            aged.cancel()
             if expiry is not None:
                 expiry.cancel()
             self.auth.unwatch(sub)
@@ -391,7 +411,26 @@ class _Handlers:
             sub.close()
         return response
 
+    async def _serve_health(self) -> web.Response:
+        """`cdc serve`: healthy when the event table can be read."""
+        try:
+            last = await self.history.last_id()
+        except HistoryUnavailable as error:
+            detail = {} if self.auth.enabled else {"error": str(error)}
+            return _json({"state": "serving", "role": self.role, "healthy": False, **detail}, 503)
+        state: dict[str, Any] = {
+            "state": "serving",
+            "role": self.role,
+            "healthy": True,
+            "auth": self.auth.enabled,
+        }
+        if not self.auth.enabled:
+            state.update(last_event_id=last, clients=self.hub.clients)
+        return _json(state)
+
     async def health(self, request: web.Request) -> web.StreamResponse:
+        if self.role == "serve":
+            return await self._serve_health()
         try:
             state = self.status().as_dict()
         except Exception as error:  # a boundary: /health answers whatever breaks

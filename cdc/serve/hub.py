@@ -14,11 +14,14 @@ import asyncio
 import bisect
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import orjson
 import structlog
 
 from cdc import metrics
+from cdc.store.reader import HistoryUnavailable
 from cdc.wire import sse_frame
 
 if TYPE_CHECKING:
@@ -243,6 +246,34 @@ class Hub:
 Write = Callable[[bytes], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """A resume from history the store does not hold: `pruned` (older than its oldest
+    event) or `unknown` (beyond its newest: never issued by this store). The stream
+    goes on from `first_id`."""
+
+    first_id: int
+    reason: str
+
+    @property
+    def frame(self) -> bytes:
+        """The reset frame (no `id:` line), then an id-only frame that moves the client's
+        Last-Event-ID to just before `first_id`, so that a reconnection before the next
+        event resumes from there instead of being reset again."""
+        data = orjson.dumps({"first_id": self.first_id, "reason": self.reason})
+        return b"event: reset\ndata: %s\n\n: resumed\nid: %d\n\n" % (data, self.first_id - 1)
+
+
+def reset_of(after: int, oldest: int | None, newest: int) -> Reset | None:
+    """The reset a client resuming after id `after` gets (None: its next id is held, or
+    is the next to come). Beyond the newest, it goes on with the next event committed."""
+    if after > newest:
+        return Reset(newest + 1, "unknown")
+    if oldest is not None and after + 1 < oldest:
+        return Reset(oldest, "pruned")
+    return None
+
+
 class Subscription:
     """One stream client: its filters, its cursor, and the loop that feeds it."""
 
@@ -270,6 +301,9 @@ class Subscription:
         self.dropped: str | None = None
         self.ended: str | None = None  # why it was ended cleanly (see `end`)
         self.events_sent = 0  # for the access log
+        self.reset: Reset | None = None  # said first, when the resume point is not held
+        # A Last-Event-ID to check (a `since` start is found by time, not resumed).
+        self._resume = after is not None and filters.since is None
         self._abort: Callable[[], None] | None = None
 
     async def attach(self) -> None:
@@ -281,6 +315,23 @@ class Subscription:
             self.hub._learn(await self.history.last_id())
         if self.cursor is None:
             self.cursor = self.sent = self.hub.head
+        if self._resume and self.cursor is not None:
+            self._resume = False
+            try:
+                oldest, newest = await self.history.bounds()
+            except HistoryUnavailable as error:
+                # Not knowable now: the stream goes on as asked (replay waits for the table).
+                log.warning("stream_reset_unchecked", error=str(error))
+                return
+            self.reset = reset_of(self.cursor, oldest, max(newest, self.hub.head or 0))
+            if self.reset is not None:
+                log.info(
+                    "stream_reset",
+                    after=self.cursor,
+                    first_id=self.reset.first_id,
+                    reason=self.reset.reason,
+                )
+                self.cursor = self.reset.first_id - 1
 
     def drop(self, reason: str) -> None:
         """Cut the client off; it comes back with `Last-Event-ID`."""
@@ -320,6 +371,8 @@ class Subscription:
         try:
             await self.attach()
             assert self.cursor is not None
+            if self.reset is not None:
+                await self._write(write, self.reset.frame)
             last_write = loop.time()
             while not (hub.closed or self.dropped or self.ended):
                 taken = hub._take(self.cursor, filters)

@@ -251,6 +251,18 @@ class History:
 
         return await self._run(select)
 
+    async def bounds(self) -> tuple[int | None, int]:
+        """The oldest event id the table holds (None when it is empty) and the newest (0)."""
+
+        def select(cursor: Cursor) -> tuple[int | None, int]:
+            cursor.execute(f"SELECT MIN(`id`), COALESCE(MAX(`id`), 0) FROM {self._table}")
+            row = cursor.fetchone()
+            if not row:
+                return None, 0
+            return (None if row[0] is None else int(row[0])), int(row[1])
+
+        return await self._run(select)
+
     async def close(self) -> None:
         self._closed = True
         await asyncio.to_thread(self._executor.shutdown, True)

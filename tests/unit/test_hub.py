@@ -45,6 +45,10 @@ class ListHistory:
         await asyncio.sleep(0)
         return self.rows[-1].id if self.rows else 0
 
+    async def bounds(self) -> tuple[int | None, int]:
+        await asyncio.sleep(0)
+        return (self.rows[0].id if self.rows else None), await self.last_id()
+
 
 class Client:
     """Collects what a subscription writes, optionally slowly or never."""

@@ -219,6 +219,11 @@ function connect(after, mine) {
   for (const type of ["CREATE", "UPDATE", "DELETE", "CASCADE"]) {
     source.addEventListener(type, receive);
   }
+  // The history resumed from is no longer held (pruned, or another store): what is
+  // shown may have holes, so the last day is read again.
+  source.addEventListener("reset", () => {
+    if (mine === generation) load();
+  });
   source.onopen = () => {
     retryDelay = 1000;
     setStatus("live", `live · ${tbody.rows.length} shown`);
