@@ -384,7 +384,8 @@ def serve(serve_worker: bool, **options: Any) -> None:
         )
         workers = 1 if serve_worker else serve_settings.workers
         assert settings.http is not None
-        if workers > 1 and settings.http.address[1] == 0:
+        address = settings.http.address
+        if workers > 1 and address[1] == 0:
             raise ConfigError(
                 "--workers needs a fixed port (port 0 gives each worker another one)",
                 fix="give --http host:PORT with a port number",
@@ -392,7 +393,7 @@ def serve(serve_worker: bool, **options: Any) -> None:
     except CdcError as error:
         _fail(error)
     if workers > 1:
-        sys.exit(Supervisor(workers, sys.argv[1:]).run())
+        sys.exit(Supervisor(workers, sys.argv[1:], address).run())
     sys.exit(Server(settings, worker=serve_worker).run())
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ import structlog
 
 from cdc.errors import CdcError, ConfigError, StartupError
 from cdc.models import CaptureStatus
+from cdc.notify import Notifier
 from cdc.settings import reload_auth
 
 if TYPE_CHECKING:
@@ -105,11 +107,18 @@ class Server:
                 feed="redis" if self.settings.bus.url else "table",
             )
             orphaned = asyncio.create_task(self._orphaned()) if self.worker else None
+            # A worker's supervisor speaks to systemd for it (NotifyAccess=main).
+            notifier = Notifier(None) if self.worker else Notifier.from_environment()
+            notifier.ready(f"serving on {settings.listen}")
+            alive = asyncio.create_task(notifier.keep_alive(lambda: True))
             await self._stopping.wait()
-            if orphaned is not None:
-                orphaned.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await orphaned
+            notifier.stopping()
+            for task in (orphaned, alive):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            notifier.close()
         finally:
             if self.http is not None:
                 await self.http.stop()
@@ -155,23 +164,45 @@ class Server:
 WORKER_FLAG = "--serve-worker"  # hidden: marks a process the supervisor started
 RESTART_DELAY = 1.0  # seconds before a dead worker is started again
 GIVE_UP = 10  # restarts within a minute after which the supervisor gives up
+_SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # the parent's alone
+
+
+def _listening(address: tuple[str, int]) -> bool:
+    """True when something accepts connections on `address` (a worker listens)."""
+    host = "127.0.0.1" if address[0] in ("", "0.0.0.0") else address[0]
+    host = "::1" if host == "::" else host
+    try:
+        with socket.create_connection((host, address[1]), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 class Supervisor:
-    """Runs `workers` copies of this very command (with `WORKER_FLAG`) and keeps them up."""
+    """Runs `workers` copies of this very command (with `WORKER_FLAG`) and keeps them up.
 
-    def __init__(self, workers: int, argv: list[str]) -> None:
+    Under systemd (`NOTIFY_SOCKET`) it says READY=1 once the port accepts connections,
+    and WATCHDOG=1 while every worker runs; the workers say nothing themselves."""
+
+    def __init__(self, workers: int, argv: list[str], address: tuple[str, int]) -> None:
         self.workers = workers
         self.command = [sys.executable, "-m", "cdc", *argv, WORKER_FLAG]
+        self.address = address
         self.children: list[subprocess.Popen[bytes] | None] = [None] * workers
         self._stopping = False
         self._restarts: list[float] = []
+        self.notifier = Notifier.from_environment()
+        self._ready = False
+        self._pinged = 0.0
 
     def _start(self, slot: int) -> None:
         # A SIGHUP before the worker's own handler is in place would end it: ignored until
         # then (it reads the configuration at start anyway).
+        env = {k: v for k, v in os.environ.items() if k not in _SYSTEMD_VARIABLES}
         child = subprocess.Popen(
-            self.command, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            self.command,
+            env=env,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
         )
         self.children[slot] = child
         log.info("worker_started", worker=slot, pid=child.pid)
@@ -193,10 +224,29 @@ class Supervisor:
                 code = self._watch()
                 if code is not None:
                     return code
+                self._notify()
                 time.sleep(0.2)
             return 0
         finally:
+            self.notifier.stopping()
             self._end_all()
+            self.notifier.close()
+
+    def _notify(self) -> None:
+        """READY=1 once a worker listens; WATCHDOG=1 while all of them run."""
+        if not self.notifier.enabled:
+            return
+        if not self._ready:
+            self._ready = _listening(self.address)
+            if self._ready:
+                self.notifier.ready(f"{self.workers} workers on port {self.address[1]}")
+            return
+        every = self.notifier.watchdog_interval
+        now = time.monotonic()
+        running = all(c is not None and c.poll() is None for c in self.children)
+        if every is not None and now - self._pinged >= every and running:
+            self.notifier.watchdog()
+            self._pinged = now
 
     def _watch(self) -> int | None:
         """Restarts dead workers; an exit code when the workers cannot run."""

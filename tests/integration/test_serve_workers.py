@@ -137,3 +137,49 @@ async def test_workers_that_cannot_listen_end_the_parent_with_a_message(
     log = parent.log()
     assert parent.returncode == 3, log[-3000:]
     assert "cannot listen on 127.0.0.1:" in log and '"worker_cannot_start"' in log
+
+
+async def test_the_supervisor_speaks_to_systemd_for_its_workers(
+    event_db: EventDb, tmp_path: Path
+) -> None:
+    """Under systemd (Type=notify, NotifyAccess=main) the parent says READY=1 once the
+    port answers, WATCHDOG=1 while its workers run, STOPPING=1 at SIGTERM; the workers
+    say nothing (they are not given the socket)."""
+    path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    listener.setblocking(False)
+    env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"}
+    port = free_port()
+    parent = start_serve(dsn(event_db), port, "--workers", "2", env=env)
+    received: list[dict[str, str]] = []
+
+    async def receive_until(key: str) -> dict[str, str]:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                data = listener.recv(4096).decode()
+            except BlockingIOError:
+                assert parent.poll() is None or key == "STOPPING", parent.log()[-3000:]
+                await asyncio.sleep(0.05)
+                continue
+            message = dict(line.split("=", 1) for line in data.splitlines())
+            received.append(message)
+            if key in message:
+                return message
+        raise AssertionError(f"no {key} from the supervisor in 60 s; got {received}")
+
+    try:
+        ready = await receive_until("READY")
+        assert ready["MAINPID"] == str(parent.pid), "READY must come from the parent"
+        await health(port, parent)
+        for _ in range(3):
+            await receive_until("WATCHDOG")
+        parent.send_signal(signal.SIGTERM)
+        await receive_until("STOPPING")
+        assert parent.wait(60) == 0, parent.log()[-3000:]
+        assert all(m.get("MAINPID", str(parent.pid)) == str(parent.pid) for m in received)
+    finally:
+        if parent.poll() is None:
+            stop_daemon(parent)
+        listener.close()
