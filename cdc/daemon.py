@@ -1,6 +1,11 @@
 """`cdc run`: wires a capture (binlog or trigger source -> capture loop -> store) to the HTTP
 side (local feed -> hub -> streams), with signals and an orderly shutdown.
 
+Of the daemons of one event database only the holder of the capture lease captures; the
+others are standbys: registered, serving HTTP from the event table, waiting for the lease
+(see capture/lease.py). A daemon that loses the lease stops capturing and exits 1 (its
+supervisor starts it again, as a standby).
+
 Shutdown in order: stop reading, commit the whole source transactions already read,
 end the streams, close the connections.
 """
@@ -8,8 +13,10 @@ end the streams, close the connections.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,12 +25,14 @@ import structlog
 
 from cdc import mysql
 from cdc.admin.checks import ensure_capturable, ensure_trigger_capturable
+from cdc.admin.status import daemon_purge_estimate
 from cdc.capture.binlog.source import BinlogSource
 from cdc.capture.filters import TableFilter
+from cdc.capture.lease import Lease
 from cdc.capture.loop import Capture
 from cdc.capture.triggers.mover import TriggerSource
-from cdc.errors import CdcError, ConfigError, StartupError
-from cdc.models import CaptureStatus, StoredEvent
+from cdc.errors import CdcError, ConfigError, LeaseLost, StartupError
+from cdc.models import CaptureState, CaptureStatus, StoredEvent
 from cdc.policy.redaction import RedactionPlan
 from cdc.secret_files import read_secret
 from cdc.serve import app
@@ -31,10 +40,11 @@ from cdc.serve.feeds.local import LocalFeed
 from cdc.serve.hub import Hub
 from cdc.settings import CaptureMode, reload_auth
 from cdc.store.reader import History
+from cdc.store.registry import Registry
 from cdc.store.writer import Store
 
 if TYPE_CHECKING:
-    from cdc.protocols import Source
+    from cdc.protocols import Feed, Source
     from cdc.serve.auth import Authenticator
     from cdc.settings import Dsn, Settings
 
@@ -49,14 +59,6 @@ class _Http:
     async def stop(self) -> None:
         await self.server.stop()
         await self.history.close()
-
-
-def _identity(dsn: Dsn) -> str:
-    conn = mysql.connect_for_command(dsn)
-    try:
-        return mysql.server_identity(conn)
-    finally:
-        conn.close()
 
 
 def redaction_plan(settings: Settings) -> RedactionPlan | None:
@@ -102,7 +104,10 @@ class Daemon:
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: _Http | None = None
-        self.started = threading.Event()
+        self.started = threading.Event()  # set when capture starts (the lease is held)
+        self.role = "standby"
+        self._purge_in: float | None = None
+        self._lease_lost = False
 
     def stop(self) -> None:
         if self.capture is not None:
@@ -111,7 +116,13 @@ class Daemon:
             self._loop.call_soon_threadsafe(self._stopping.set)
 
     def status(self) -> CaptureStatus:
-        return self.capture.status if self.capture else CaptureStatus()
+        if self.capture is not None:
+            base = self.capture.status
+        elif self.role == "standby":
+            base = CaptureStatus(state=CaptureState.STANDBY)
+        else:
+            base = CaptureStatus()
+        return dataclasses.replace(base, role=self.role, binlog_purge_in_seconds=self._purge_in)
 
     def _publish(self, events: Sequence[StoredEvent] | None, last_id: int) -> None:
         """The capture loop's `Publish`: after each commit, in the capture thread."""
@@ -122,30 +133,94 @@ class Daemon:
     async def serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        dsn, http_settings = self.settings.dsn, self.settings.http
+        dsn, settings = self.settings.dsn, self.settings.capture
         # Refusals of the configuration come first, before any connection.
+        http_settings = self.settings.http
         auth = app.prepare_auth(http_settings, self.settings.auth) if http_settings else None
         plan = redaction_plan(self.settings)
-        source, loop_plan = await self._source(plan)
-        identity = await asyncio.to_thread(_identity, dsn)
-        store = Store(dsn, server=identity)
-        capture = self.capture = Capture(
-            self.settings.capture, source, store, self._publish, loop_plan
-        )
-        http = self._http = await self._start_http(auth)
+        source, loop_plan = await self._source(plan)  # a standby refuses a bad server too
+        registry = Registry(dsn, "standby", interval=settings.heartbeat_seconds)
+        await asyncio.to_thread(registry.start)
+        lease = Lease(dsn, registry.name, poll=settings.lease_poll_seconds)
+        http: _Http | None = None
+        try:
+            active = await asyncio.to_thread(lease.try_acquire)
+            # Active from the start: this process's commits feed its streams directly.
+            http = self._http = await self._start_http(
+                auth, self.feed if active else self._serving_feed()
+            )
+            if not active:
+                log.info("standby", lock=lease.lock, name=registry.name)
+                if not await self._wait_for_lease(lease):
+                    return
+            self.role = "active"
+            await asyncio.to_thread(registry.set_role, "active")
+            await self._capture(source, loop_plan, lease)
+        finally:
+            if http is not None:
+                await http.stop()
+            await asyncio.to_thread(lease.release)
+            await asyncio.to_thread(registry.stop)
+
+    def _serving_feed(self) -> Feed:
+        """The feed of a standby's HTTP side: committed events come from the table, since
+        another process captures. (It stays this process's feed after a takeover.)"""
+        return self.feed  # PLACEHOLDER(lead): TableFeed(self.settings.dsn), serve/feeds/table.py
+
+    async def _wait_for_lease(self, lease: Lease) -> bool:
+        """Waits as a standby until the lease is ours (True) or a stop is asked (False)."""
+        assert self._stopping is not None
+        giving_up = threading.Event()
+        waiting = asyncio.create_task(asyncio.to_thread(lease.acquire, giving_up))
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait((waiting, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            giving_up.set()
+            stopping.cancel()
+        return await waiting and not self._stopping.is_set()
+
+    async def _capture(self, source: Source, plan: RedactionPlan | None, lease: Lease) -> None:
+        """Captures while the lease is ours, until a stop is asked or capture fails."""
+        assert self._stopping is not None
+        settings = self.settings.capture
+        store = Store(self.settings.dsn, owner=lease.owner)
+        capture = self.capture = Capture(settings, source, store, self._publish, plan)
         thread = threading.Thread(target=capture.run, name="cdc-capture", daemon=True)
         thread.start()
+        log.info("capture_active", owner=lease.owner)
         self.started.set()
+        checked = purged = 0.0
         try:
             while thread.is_alive() and not self._stopping.is_set():
                 await asyncio.sleep(0.1)
+                now = time.monotonic()
+                if now - checked >= settings.lease_poll_seconds:
+                    checked = now
+                    if not await asyncio.to_thread(lease.held):
+                        self._lease_lost = True
+                        break
+                if now - purged >= settings.purge_check_seconds:
+                    purged = now
+                    await self._refresh_purge_estimate()
         finally:
             capture.stop_event.set()
             await asyncio.to_thread(thread.join, 15)
-            if http is not None:
-                await http.stop()
+        if self._lease_lost and capture.error is None:
+            raise LeaseLost(
+                "the capture lease was lost (its connection dropped and another daemon took "
+                "over); capture stopped",
+                fix="nothing to do if the other daemon is capturing (see `cdc status`); "
+                "restart this one to make it a standby",
+            )
         if capture.error is not None:
             raise capture.error
+
+    async def _refresh_purge_estimate(self) -> None:
+        try:
+            self._purge_in = await asyncio.to_thread(daemon_purge_estimate, self.settings.dsn)
+        except Exception as error:  # an estimate for /health: never a reason to stop
+            log.warning("purge_estimate_failed", error=str(error))
 
     async def _source(self, plan: RedactionPlan | None) -> tuple[Source, RedactionPlan | None]:
         """The capture source of the mode, after its checks; and the redaction the capture
@@ -169,7 +244,7 @@ class Daemon:
             await asyncio.to_thread(check_redacted_keys, dsn, plan, source.captured)
         return source, plan
 
-    async def _start_http(self, auth: Authenticator | None) -> _Http | None:
+    async def _start_http(self, auth: Authenticator | None, feed: Feed) -> _Http | None:
         """The HTTP API next to the capture, when configured; its hub starts at the last
         stored event, so clients without an id start live from there."""
         settings = self.settings.http
@@ -184,7 +259,7 @@ class Daemon:
         hub = Hub(last_id=checkpoint.last_event_id if checkpoint else probe.last_id)
         history = History(dsn)
         try:
-            running = await app.start(settings, hub, history, self.status, self.feed, auth)
+            running = await app.start(settings, hub, history, self.status, feed, auth)
         except OSError as error:
             await history.close()
             raise StartupError(
