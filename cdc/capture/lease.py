@@ -82,17 +82,16 @@ class Lease:
         """The lock is ours: end the old holder's connections, then own the lease row and
         the checkpoint (before any write of ours)."""
         database = self.dsn.database
-        boot = leases.server_boot(cur)
+        assert self._conn is not None
+        server, boot = mysql.server_identity(self._conn), leases.server_boot(cur)
         old = leases.read(cur, database)
-        if old is not None and abs(old.server_boot - boot) <= 5:
-            ids = [old.lock_connection, *([old.writer_connection] if old.writer_connection else [])]
-            self._kill(cur, leases.own_live_connections(cur, ids), old.name)
+        if old is not None and old.same_server_run(server, boot):
+            self._kill(cur, leases.own_live_connections(cur, old.connections()), old.name)
         self.owner = f"{self.name}/{uuid.uuid4().hex[:12]}"
         cur.execute("SELECT CONNECTION_ID()")
         lock_connection = int(cur.fetchone()[0])
-        assert self._conn is not None
         self._conn.begin()
-        leases.write(cur, database, self.owner, self.name, lock_connection, boot)
+        leases.write(cur, database, self.owner, self.name, lock_connection, server, boot)
         checkpoint.claim(cur, database, self.owner)  # waits for a killed writer's rollback
         self._conn.commit()
         log.info("lease_acquired", owner=self.owner, previous=old.name if old else None)
@@ -106,10 +105,11 @@ class Lease:
         row = leases.read(cur, database)
         if holder is None or row is None or int(holder) != row.lock_connection:
             return  # free by now, or held by a holder that has not written its row yet
-        if registry.is_alive(cur, database, row.name):
+        assert self._conn is not None
+        here = (mysql.server_identity(self._conn), leases.server_boot(cur))
+        if registry.is_alive(cur, database, row.name) or not row.same_server_run(*here):
             return
-        ids = [row.lock_connection, *([row.writer_connection] if row.writer_connection else [])]
-        self._kill(cur, leases.own_live_connections(cur, ids), row.name)
+        self._kill(cur, leases.own_live_connections(cur, row.connections()), row.name)
 
     def _kill(self, cur: Any, ids: list[int], holder: str) -> None:
         for connection in ids:

@@ -14,30 +14,42 @@ class LeaseRow:
     name: str  # the holder's registry name
     lock_connection: int
     writer_connection: int | None
-    server_boot: int  # UNIX time the server started, when the ids were recorded
+    server: str  # the server the ids are of (a replica holds a copy of the row)
+    server_boot: int  # UNIX time that server started, when the ids were recorded
+
+    def connections(self) -> list[int]:
+        return [self.lock_connection, *([self.writer_connection] if self.writer_connection else [])]
+
+    def same_server_run(self, server: str, boot: int) -> bool:
+        """Whether the ids name connections of this server as it runs now."""
+        return self.server == server and abs(self.server_boot - boot) <= 5
 
 
 def read(cur: Any, database: str) -> LeaseRow | None:
     cur.execute(
-        "SELECT owner, name, lock_connection, writer_connection, server_boot"
+        "SELECT owner, name, lock_connection, writer_connection, server, server_boot"
         f" FROM {qualified(database, LEASE)} WHERE id = 1"
     )
     row = cur.fetchone()
     if row is None:
         return None
-    owner, name, lock, writer, boot = row
-    return LeaseRow(owner, name, int(lock), None if writer is None else int(writer), int(boot))
+    owner, name, lock, writer, server, boot = row
+    writer = None if writer is None else int(writer)
+    return LeaseRow(owner, name, int(lock), writer, server, int(boot))
 
 
-def write(cur: Any, database: str, owner: str, name: str, lock: int, boot: int) -> None:
+def write(
+    cur: Any, database: str, owner: str, name: str, lock: int, server: str, boot: int
+) -> None:
     """The new holder's row (its writer connection follows when the writer connects)."""
     cur.execute(
         f"INSERT INTO {qualified(database, LEASE)} (id, owner, name, lock_connection,"
-        " writer_connection, server_boot, acquired_at) VALUES (1, %s, %s, %s, NULL, %s,"
+        " writer_connection, server, server_boot, acquired_at) VALUES (1, %s, %s, %s, NULL, %s, %s,"
         " UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE owner = VALUES(owner), name = VALUES(name),"
         " lock_connection = VALUES(lock_connection), writer_connection = NULL,"
-        " server_boot = VALUES(server_boot), acquired_at = VALUES(acquired_at)",
-        (owner, name, lock, boot),
+        " server = VALUES(server), server_boot = VALUES(server_boot),"
+        " acquired_at = VALUES(acquired_at)",
+        (owner, name, lock, server, boot),
     )
 
 

@@ -1,0 +1,330 @@
+"""Standby failover on a real MariaDB: two `cdc run` daemons, one captures (the lease), the
+other waits and takes over when the first is SIGKILLed or frozen, with every change in the
+event table exactly once; the fence; roles in /health and `cdc status`."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pymysql
+import pytest
+
+from cdc._testing.mariadb import MariaDB, free_port
+from cdc.capture.lease import Lease
+from cdc.errors import LeaseLost
+from cdc.models import ChangeRecord, Op, Position
+from cdc.settings import Dsn
+from cdc.store.registry import Registry
+from cdc.store.schema import init_schema
+from cdc.store.writer import Store
+from tests.support import (
+    Daemon,
+    assert_replay_matches,
+    cdc_command,
+    fresh_schema,
+    start_daemon,
+    stop_daemon,
+    wait_ready,
+)
+
+TABLES = (
+    "CREATE TABLE {db}.patient (id INT PRIMARY KEY, name VARCHAR(60), user_id INT)",
+    "CREATE TABLE {db}.visit (id INT PRIMARY KEY, patient INT, note VARCHAR(60))",
+    "CREATE TABLE {db}.sentinel (id INT PRIMARY KEY)",
+)
+
+
+class Workload(threading.Thread):
+    """Application writes until stopped: inserts, updates, deletes, two-table
+    transactions and rollbacks; the count of commits is kept."""
+
+    def __init__(self, server: MariaDB, db: str, seed: int) -> None:
+        super().__init__(name="workload")
+        self.conn = server.connect(db)
+        self.rng = random.Random(seed)
+        self.halt = threading.Event()
+        self.commits = 0
+        self.failure: BaseException | None = None
+        self._next = 0
+        self._visits = 0
+
+    def run(self) -> None:
+        try:
+            while not self.halt.is_set():
+                self.step()
+                self.commits += 1
+                time.sleep(0.002)
+        except BaseException as error:
+            self.failure = error
+        finally:
+            self.conn.close()
+
+    def step(self) -> None:
+        roll, cur = self.rng.random(), self.conn.cursor()
+        if roll < 0.4 or not self._next:
+            self._next += 1
+            cur.execute(
+                "INSERT INTO patient VALUES (%s, %s, %s)", (self._next, f"p{self._next}", roll)
+            )
+        elif roll < 0.6:
+            cur.execute(
+                "UPDATE patient SET name = CONCAT(name, '+') WHERE id = %s",
+                (self.rng.randint(1, self._next),),
+            )
+        elif roll < 0.8:
+            self.conn.begin()
+            self._visits += 1
+            cur.execute("INSERT INTO visit VALUES (%s, %s, 'seen')", (self._visits, self._next))
+            cur.execute("UPDATE patient SET user_id = 7 WHERE id = %s", (self._next,))
+            self.conn.commit()
+        elif roll < 0.9:
+            self.conn.begin()
+            cur.execute("DELETE FROM patient ORDER BY id LIMIT 1")
+            self.conn.rollback()
+        else:
+            cur.execute("DELETE FROM visit ORDER BY id LIMIT 1")
+        cur.close()
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(60)
+        assert self.failure is None, self.failure
+
+
+@pytest.fixture
+def app(mariadb: MariaDB, request: pytest.FixtureRequest) -> Iterator[tuple[str, Any]]:
+    db = request.node.name[:24]
+    conn = fresh_schema(mariadb, db, *TABLES)
+    yield db, conn
+    conn.close()
+
+
+def daemon(server: MariaDB, db: str, server_id: int, http: int | None = None) -> Daemon:
+    return start_daemon(
+        server, "--include", f"{db}.*", "--server-id", str(server_id), db=f"{db}_cdc", http=http
+    )
+
+
+def wait_log(proc: Daemon, text: str, timeout: float = 60, exits: bool = False) -> None:
+    """Waits until the daemon's log holds `text` (`exits`: it may exit meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while text not in proc.log():
+        if proc.poll() is not None and not exits:
+            raise AssertionError(f"daemon exited {proc.returncode}:\n{proc.log()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {text} in the log within {timeout} s:\n{proc.log()[-3000:]}")
+        time.sleep(0.1)
+
+
+def health(port: int) -> tuple[int, dict[str, Any]]:
+    url = f"http://127.0.0.1:{port}/health"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def status(server: MariaDB, db: str) -> str:
+    result = subprocess.run(
+        cdc_command("status", "--dsn", f"mysql://root@127.0.0.1:{server.port}/{db}_cdc"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+def finish(conn: Any, db: str, proc: Daemon) -> None:
+    """A sentinel row, and its event: everything committed before it is captured."""
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO `{db}`.sentinel VALUES (1)")
+    deadline = time.monotonic() + 300
+    while True:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT COUNT(*) FROM `{db}_cdc`.event WHERE table_name = 'sentinel'")
+            if cur.fetchone()[0]:
+                return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"the sentinel was not captured:\n{proc.log()[-4000:]}")
+        time.sleep(0.2)
+
+
+def assert_exactly_once(conn: Any, db: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT MIN(id), MAX(id), COUNT(*) FROM `{db}_cdc`.event")
+        low, high, count = cur.fetchone()
+        assert (low, high) == (1, count), "event ids have a gap or a repeat"
+    assert_replay_matches(conn, [(db, "patient"), (db, "visit")], f"{db}_cdc")
+
+
+def test_standby_takes_over_after_sigkill_with_nothing_lost_or_doubled(
+    mariadb: MariaDB, app: tuple[str, Any]
+) -> None:
+    db, conn = app
+    port_a, port_b = free_port(), free_port()
+    a = daemon(mariadb, db, 301, http=port_a)
+    wait_ready(conn, a, f"{db}_cdc")
+    b = daemon(mariadb, db, 302, http=port_b)
+    wait_log(b, '"standby"')
+    work = Workload(mariadb, db, seed=3)
+    work.start()
+    try:
+        code, body = health(port_b)
+        assert (code, body["role"], body["state"]) == (200, "standby", "standby"), body
+        code, body = health(port_a)
+        assert (code, body["role"]) == (200, "active"), body
+        listed = status(mariadb, db)
+        assert "active " in listed and "standby " in listed, listed
+        deadline = time.monotonic() + 60
+        while work.commits < 300 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        a.kill()  # SIGKILL: its lock goes with its connection
+        a.wait()
+        wait_log(b, '"capture_start"', timeout=60)  # the contract is 10 s; the machine is busy
+        code, body = health(port_b)
+        assert body["role"] == "active", body
+        committed = work.commits
+        while work.commits < committed + 300 and time.monotonic() < deadline + 60:
+            time.sleep(0.1)
+    finally:
+        work.stop()
+    finish(conn, db, b)
+    listed = status(mariadb, db)
+    assert "active " in listed and "standby " not in listed, listed
+    code, log = stop_daemon(b)
+    assert code == 0, log
+    assert '"lease_acquired"' in log
+    assert_exactly_once(conn, db)
+    # A clean stop removes its row at once; the killed one's expires (3 heartbeats).
+    assert f"pid {b.pid} " not in status(mariadb, db)
+    deadline = time.monotonic() + 60
+    while "none running" not in (listed := status(mariadb, db)):
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.5)
+
+
+def test_a_frozen_active_is_cut_off_and_cannot_commit_after_waking(
+    mariadb: MariaDB, app: tuple[str, Any]
+) -> None:
+    db, conn = app
+    a = daemon(mariadb, db, 311)
+    wait_ready(conn, a, f"{db}_cdc")
+    b = daemon(mariadb, db, 312)
+    wait_log(b, '"standby"')
+    work = Workload(mariadb, db, seed=4)
+    work.start()
+    try:
+        deadline = time.monotonic() + 60
+        while work.commits < 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        a.send_signal(signal.SIGSTOP)  # frozen: its connections stay open
+        # Its heartbeat expires: the standby ends its connections and takes over.
+        wait_log(b, '"capture_start"', timeout=90)
+        assert '"old_holder_connection_ended"' in b.log()
+        committed = work.commits
+        while work.commits < committed + 200 and time.monotonic() < deadline + 90:
+            time.sleep(0.1)
+        a.send_signal(signal.SIGCONT)
+        try:
+            a.wait(60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the woken daemon goes on:\n{a.log()[-3000:]}") from None
+        assert a.returncode == 1, a.log()[-3000:]
+        assert "lease" in a.log()
+        committed = work.commits
+        while work.commits < committed + 100 and time.monotonic() < deadline + 150:
+            time.sleep(0.1)
+    finally:
+        if a.poll() is None:
+            a.send_signal(signal.SIGCONT)
+        work.stop()
+    finish(conn, db, b)
+    code, log = stop_daemon(b)
+    assert code == 0, log
+    assert_exactly_once(conn, db)
+
+
+def records(n: int, first: int = 0) -> list[ChangeRecord]:
+    return [
+        ChangeRecord(Op.CREATE, "app", "t", i, None, {"after": {"id": i}}, 1_700_000_000.0, "x")
+        for i in range(first, first + n)
+    ]
+
+
+def counts(mariadb: MariaDB) -> tuple[int, str | None]:
+    conn = mariadb.connect("fence_cdc")
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM event")
+        events = int(cur.fetchone()[0])
+        cur.execute("SELECT owner FROM cdc_checkpoint")
+        owner = cur.fetchone()[0]
+    conn.close()
+    return events, owner
+
+
+def test_a_daemon_that_lost_its_lease_cannot_commit(mariadb: MariaDB) -> None:
+    dsn = Dsn.parse(f"mysql://root@127.0.0.1:{mariadb.port}/fence_cdc")
+    conn = mariadb.connect()
+    with conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS fence_cdc")
+    init_schema(dsn)
+    alive = Registry(dsn, "active", name="first").start()
+    first, second = Lease(dsn, "first"), Lease(dsn, "second")
+    assert first.try_acquire()
+    assert not second.try_acquire()  # held, and its holder's heartbeat is recent
+    old = Store(dsn, owner=first.owner)
+    old.load_checkpoint()
+    old.add(records(2))
+    old.commit(Position("binlog.000001", 100), None)
+    # The first holder's lock connection drops; its writer did not notice. Its writer
+    # connection is not recorded here, so the new holder cannot end it: only the fence
+    # stands between it and a commit.
+    with conn.cursor() as cur:
+        cur.execute("UPDATE fence_cdc.cdc_lease SET writer_connection = NULL")
+    first._close()
+    alive.stop()
+    assert second.try_acquire(wait=30)
+    old.add(records(3, first=2))
+    with pytest.raises(LeaseLost):
+        old.commit(Position("binlog.000001", 200), None)
+    assert counts(mariadb) == (2, second.owner)
+    # The new holder writes on.
+    new = Store(dsn, owner=second.owner)
+    new.load_checkpoint()
+    new.add(records(1, first=2))
+    new.commit(Position("binlog.000001", 300), None)
+    assert counts(mariadb) == (3, second.owner)
+    # A recorded writer is ended by the next takeover; reconnecting, it finds the lease
+    # another's and refuses to write.
+    assert not first.held()
+    third = Lease(dsn, "third")
+    second._close()
+    assert third.try_acquire(wait=30)
+    new.add(records(1, first=3))
+    with pytest.raises(pymysql.err.Error):
+        new.commit(Position("binlog.000001", 400), None)
+    new.close()
+    with pytest.raises(LeaseLost):
+        new.load_checkpoint()
+    assert counts(mariadb) == (3, third.owner)
+    for closing in (old, new):
+        closing.close()
+    third.release()
+    conn.close()
