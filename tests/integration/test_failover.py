@@ -4,6 +4,8 @@ event table exactly once; the fence; roles in /health and `cdc status`."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import random
 import signal
@@ -20,19 +22,22 @@ import pytest
 
 from cdc._testing.mariadb import MariaDB, free_port
 from cdc.capture.lease import Lease
-from cdc.errors import LeaseLost
+from cdc.daemon import Daemon
+from cdc.errors import LeaseLost, StartupError
 from cdc.models import ChangeRecord, Op, Position
-from cdc.settings import Dsn
+from cdc.settings import CaptureSettings, Dsn, Settings
 from cdc.store.registry import Registry
 from cdc.store.schema import init_schema
 from cdc.store.writer import Store
+from tests.support import Daemon as Process
 from tests.support import (
-    Daemon,
     assert_replay_matches,
     cdc_command,
+    events,
     fresh_schema,
     start_daemon,
     stop_daemon,
+    wait_for_events,
     wait_ready,
 )
 
@@ -108,13 +113,13 @@ def app(mariadb: MariaDB, request: pytest.FixtureRequest) -> Iterator[tuple[str,
     conn.close()
 
 
-def daemon(server: MariaDB, db: str, server_id: int, http: int | None = None) -> Daemon:
+def daemon(server: MariaDB, db: str, server_id: int, http: int | None = None) -> Process:
     return start_daemon(
         server, "--include", f"{db}.*", "--server-id", str(server_id), db=f"{db}_cdc", http=http
     )
 
 
-def wait_log(proc: Daemon, text: str, timeout: float = 60, exits: bool = False) -> None:
+def wait_log(proc: Process, text: str, timeout: float = 60, exits: bool = False) -> None:
     """Waits until the daemon's log holds `text` (`exits`: it may exit meanwhile)."""
     deadline = time.monotonic() + timeout
     while text not in proc.log():
@@ -151,7 +156,7 @@ def status(server: MariaDB, db: str) -> str:
     return result.stdout
 
 
-def finish(conn: Any, db: str, proc: Daemon) -> None:
+def finish(conn: Any, db: str, proc: Process) -> None:
     """A sentinel row, and its event: everything committed before it is captured."""
     with conn.cursor() as cur:
         cur.execute(f"INSERT INTO `{db}`.sentinel VALUES (1)")
@@ -328,3 +333,119 @@ def test_a_daemon_that_lost_its_lease_cannot_commit(mariadb: MariaDB) -> None:
         closing.close()
     third.release()
     conn.close()
+
+
+def test_a_server_id_in_use_is_named_with_the_fix(mariadb: MariaDB, app: tuple[str, Any]) -> None:
+    """Two daemons of different event databases (both active) with one --server-id: the
+    binlog connection that fails says the id is in use and how to fix it."""
+    db, conn = app
+    first = daemon(mariadb, db, 321)
+    wait_ready(conn, first, f"{db}_cdc")
+    other = f"{db}_b"
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{other}_cdc`")
+    second = start_daemon(mariadb, "--include", f"{db}.*", "--server-id", "321", db=f"{other}_cdc")
+    try:
+        deadline = time.monotonic() + 120
+        with conn.cursor() as cur:
+            for row in itertools.count(1):
+                if first.poll() is not None or second.poll() is not None:
+                    break
+                cur.execute(f"INSERT INTO `{db}`.patient VALUES (%s, 'x', 1)", (row,))
+                assert time.monotonic() < deadline, (first.log()[-2000:], second.log()[-2000:])
+                time.sleep(0.2)
+        failed = first if first.poll() is not None else second
+        assert failed.wait(30) == 1
+        assert "another replica connection uses this daemon's server id" in failed.log()
+        assert "--server-id" in failed.log()
+    finally:
+        for proc in (first, second):
+            stop_daemon(proc)
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{other}_cdc`")
+
+
+@pytest.fixture
+def replicated() -> Iterator[tuple[MariaDB, MariaDB]]:
+    """A throwaway primary, and a throwaway GTID replica of it that logs what it applies."""
+    primary = MariaDB().start()
+    replica = MariaDB(extra=("--server-id=2", "--log-slave-updates=ON")).start()
+    try:
+        conn = replica.connect()
+        with conn.cursor() as cur:
+            cur.execute(
+                "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = %s,"
+                " MASTER_USER = 'root', MASTER_PASSWORD = '', MASTER_USE_GTID = slave_pos",
+                (primary.port,),
+            )
+            cur.execute("START SLAVE")
+        conn.close()
+        yield primary, replica
+    finally:
+        replica.stop()
+        primary.stop()
+
+
+def caught_up(primary: MariaDB, replica: MariaDB) -> None:
+    """Waits until the replica has applied everything the primary has committed."""
+    conn = primary.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@gtid_binlog_pos")
+        position = cur.fetchone()[0]
+    conn.close()
+    conn = replica.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT MASTER_GTID_WAIT(%s, 60)", (position,))
+        assert cur.fetchone()[0] == 0, "the replica did not catch up in 60 s"
+    conn.close()
+
+
+def insert(server: MariaDB, ids: range) -> None:
+    conn = server.connect("rep_app")
+    with conn.cursor() as cur:
+        for i in ids:
+            cur.execute("INSERT INTO t VALUES (%s, %s)", (i, f"v{i}"))
+    conn.close()
+
+
+def test_resume_on_a_replica_by_gtid_and_refused_by_file_and_offset(
+    replicated: tuple[MariaDB, MariaDB],
+) -> None:
+    primary, replica = replicated
+    conn = primary.connect()
+    with conn.cursor() as cur:
+        cur.execute("CREATE DATABASE rep_app")
+        cur.execute("CREATE TABLE rep_app.t (id INT PRIMARY KEY, v VARCHAR(20))")
+    conn.close()
+    on_primary = start_daemon(primary, "--include", "rep_app.*", db="rep_cdc")
+    wait_ready(primary.connect(), on_primary, "rep_cdc")
+    insert(primary, range(1, 51))
+    wait_for_events(primary.connect(), 50, proc=on_primary, db="rep_cdc")
+    code, log = stop_daemon(on_primary)
+    assert code == 0, log
+    insert(primary, range(51, 81))  # not captured yet: the daemon is stopped
+    caught_up(primary, replica)
+    # The replica holds the event table and checkpoint (replicated); capturing it by
+    # binlog file and offset would read its own binlog.000001 at the primary's offset.
+    dsn = Dsn.parse(f"mysql://root@127.0.0.1:{replica.port}/rep_cdc")
+    by_file = Settings(dsn, CaptureSettings(include=("rep_app.*",), gtid_resume=False), http=None)
+    with pytest.raises(StartupError, match="unrelated offset") as refused:
+        asyncio.run(Daemon(by_file).serve())
+    assert "mariadb:1:0" in refused.value.problem and "mariadb:2:0" in refused.value.problem
+    assert "--from-now" in refused.value.fix
+    # By GTID it goes on from the checkpoint on the replica: nothing lost, nothing twice.
+    on_replica = start_daemon(replica, "--include", "rep_app.*", db="rep_cdc")
+    rconn = replica.connect()
+    wait_for_events(rconn, 80, proc=on_replica, db="rep_cdc")
+    insert(primary, range(81, 91))  # replicated changes are captured on the replica too
+    wait_for_events(rconn, 90, proc=on_replica, db="rep_cdc")
+    code, log = stop_daemon(on_replica)
+    assert code == 0, log
+    assert '"captured_server_changed"' in log
+    rows = events(rconn, "rep_cdc")
+    assert [e["id"] for e in rows] == list(range(1, 91))
+    assert [e["row_id"] for e in rows] == [str(i) for i in range(1, 91)]
+    with rconn.cursor() as cur:
+        cur.execute("SELECT server_uuid FROM rep_cdc.cdc_checkpoint")
+        assert cur.fetchone()[0] == "mariadb:2:0"  # from now on, the replica's checkpoint
+    rconn.close()
