@@ -5,6 +5,7 @@ event table exactly once; the fence; roles in /health and `cdc status`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import random
@@ -14,13 +15,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pymysql
 import pytest
 
 from cdc._testing.mariadb import MariaDB, free_port
+from cdc.admin.status import capture_status
 from cdc.capture.lease import Lease
 from cdc.daemon import Daemon
 from cdc.errors import LeaseLost, StartupError
@@ -449,3 +451,93 @@ def test_resume_on_a_replica_by_gtid_and_refused_by_file_and_offset(
         cur.execute("SELECT server_uuid FROM rep_cdc.cdc_checkpoint")
         assert cur.fetchone()[0] == "mariadb:2:0"  # from now on, the replica's checkpoint
     rconn.close()
+
+
+@contextlib.contextmanager
+def in_process(settings: Settings) -> Iterator[Daemon]:
+    """The daemon in this process (its tuning settings at hand), capturing."""
+    daemon = Daemon(settings)
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(daemon.serve())
+        except BaseException as error:
+            failures.append(error)
+
+    thread = threading.Thread(target=run, name="daemon")
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while daemon.status().state != "capturing":
+            assert not failures, failures
+            assert time.monotonic() < deadline, "the daemon did not start capturing in 60 s"
+            time.sleep(0.1)
+        yield daemon
+    finally:
+        daemon.stop()
+        thread.join(60)
+    assert not failures, failures
+
+
+def stored_position(conn: Any, db: str) -> tuple[str, int]:
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT log_file, log_pos FROM `{db}`.cdc_checkpoint")
+        log_file, log_pos = cur.fetchone()
+    return str(log_file), int(log_pos)
+
+
+def server_position(conn: Any) -> tuple[str, int]:
+    with conn.cursor() as cur:
+        cur.execute("SHOW MASTER STATUS")
+        log_file, log_pos = cur.fetchone()[:2]
+    return str(log_file), int(log_pos)
+
+
+def wait_stored(conn: Any, db: str, done: Callable[[tuple[str, int]], bool], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not done(position := stored_position(conn, db)):
+        assert time.monotonic() < deadline, f"{what}: the checkpoint stays at {position}"
+        time.sleep(0.2)
+
+
+def test_an_idle_or_filtered_server_advances_the_checkpoint_and_the_purge_estimate(
+    mariadb: MariaDB,
+) -> None:
+    conn = fresh_schema(mariadb, "idle_app", "CREATE TABLE {db}.t (id INT PRIMARY KEY)")
+    dsn = Dsn.parse(f"mysql://root@127.0.0.1:{mariadb.port}/idle_cdc")
+    with conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS idle_cdc")
+        cur.execute("SET GLOBAL binlog_expire_logs_seconds = 864000")  # 10 days
+    capture = CaptureSettings(
+        include=("idle_nothing.*",), idle_checkpoint_seconds=0.5, purge_check_seconds=0.5
+    )
+    try:
+        with in_process(Settings(dsn, capture, http=None)) as daemon:
+            with conn.cursor() as cur:  # changes of tables that are not captured only
+                cur.execute("INSERT INTO idle_app.t VALUES (1), (2)")
+            after = server_position(conn)
+            wait_stored(conn, "idle_cdc", lambda p: p >= after, "filtered changes")
+            with conn.cursor() as cur:
+                cur.execute("FLUSH BINARY LOGS")  # a new file; only the daemon's own writes
+            newest = server_position(conn)[0]
+            wait_stored(conn, "idle_cdc", lambda p: p[0] == newest, "own writes after a rotation")
+            deadline = time.monotonic() + 60
+            while daemon.status().binlog_purge_in_seconds != 864000:
+                assert time.monotonic() < deadline, daemon.status()
+                time.sleep(0.2)
+            assert capture_status(dsn)["binlog purge in (s)"] == 864000
+        # Stopped; the binlog moves on to another file: the stored one ages.
+        with conn.cursor() as cur:
+            cur.execute("FLUSH BINARY LOGS")
+        left = capture_status(dsn)["binlog purge in (s)"]
+        assert 0 < left < 864000, left
+        with conn.cursor() as cur:
+            cur.execute("SET GLOBAL binlog_expire_logs_seconds = 0")
+        assert capture_status(dsn)["binlog purge in (s)"] is None  # kept for ever
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("SET GLOBAL binlog_expire_logs_seconds = 0")
+            cur.execute("DROP DATABASE IF EXISTS idle_cdc")
+            cur.execute("DROP DATABASE IF EXISTS idle_app")
+        conn.close()
