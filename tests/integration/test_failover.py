@@ -147,6 +147,12 @@ def health(port: int) -> tuple[int, dict[str, Any]]:
             time.sleep(0.2)
 
 
+def get_json(port: int, path: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        body: dict[str, Any] = json.loads(response.read())
+    return body
+
+
 def status(server: MariaDB, db: str) -> str:
     result = subprocess.run(
         cdc_command("status", "--dsn", f"mysql://root@127.0.0.1:{server.port}/{db}_cdc"),
@@ -197,6 +203,11 @@ def test_standby_takes_over_after_sigkill_with_nothing_lost_or_doubled(
         assert (code, body["role"], body["state"]) == (200, "standby", "standby"), body
         code, body = health(port_a)
         assert (code, body["role"]) == (200, "active"), body
+        # The standby serves the history while it waits.
+        deadline = time.monotonic() + 60
+        while not get_json(port_b, "/events?after_id=0&limit=5")["events"]:
+            assert time.monotonic() < deadline, "the standby's /events stays empty"
+            time.sleep(0.2)
         listed = status(mariadb, db)
         assert "active " in listed and "standby " in listed, listed
         deadline = time.monotonic() + 60
