@@ -38,7 +38,7 @@ from cdc.secret_files import read_secret
 from cdc.serve import app
 from cdc.serve.feeds.local import LocalFeed
 from cdc.serve.hub import Hub
-from cdc.settings import CaptureMode, reload_auth
+from cdc.settings import CaptureMode, CaptureSettings, reload_auth
 from cdc.store.reader import History
 from cdc.store.registry import Registry
 from cdc.store.writer import Store
@@ -153,9 +153,12 @@ class Daemon:
                 log.info("standby", lock=lease.lock, name=registry.name)
                 if not await self._wait_for_lease(lease):
                     return
+                # Taking over goes on from the other daemon's checkpoint: a --from-now
+                # given at start is not a reason to skip what it left.
+                settings = dataclasses.replace(settings, from_now=False)
             self.role = "active"
             await asyncio.to_thread(registry.set_role, "active")
-            await self._capture(source, loop_plan, lease)
+            await self._capture(settings, source, loop_plan, lease)
         finally:
             if http is not None:
                 await http.stop()
@@ -180,10 +183,11 @@ class Daemon:
             stopping.cancel()
         return await waiting and not self._stopping.is_set()
 
-    async def _capture(self, source: Source, plan: RedactionPlan | None, lease: Lease) -> None:
+    async def _capture(
+        self, settings: CaptureSettings, source: Source, plan: RedactionPlan | None, lease: Lease
+    ) -> None:
         """Captures while the lease is ours, until a stop is asked or capture fails."""
         assert self._stopping is not None
-        settings = self.settings.capture
         store = Store(self.settings.dsn, owner=lease.owner)
         capture = self.capture = Capture(settings, source, store, self._publish, plan)
         thread = threading.Thread(target=capture.run, name="cdc-capture", daemon=True)
