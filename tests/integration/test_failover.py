@@ -552,3 +552,36 @@ def test_an_idle_or_filtered_server_advances_the_checkpoint_and_the_purge_estima
             cur.execute("DROP DATABASE IF EXISTS idle_cdc")
             cur.execute("DROP DATABASE IF EXISTS idle_app")
         conn.close()
+
+
+def test_the_least_privileged_user_ends_a_frozen_holder_s_connections(mariadb: MariaDB) -> None:
+    """No privilege beyond the event database's: a user sees and ends its own connections."""
+    conn = mariadb.connect()
+    with conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS lease_cdc")
+        cur.execute("DROP USER IF EXISTS 'lease_user'@'%'")
+        cur.execute("CREATE USER 'lease_user'@'%' IDENTIFIED BY 'pw'")
+        cur.execute(
+            "GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO 'lease_user'@'%'"
+        )
+        cur.execute(
+            "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX ON `lease_cdc`.*"
+            " TO 'lease_user'@'%'"
+        )
+    dsn = Dsn.parse(f"mysql://lease_user:pw@127.0.0.1:{mariadb.port}/lease_cdc")
+    init_schema(dsn)
+    frozen, standby = Lease(dsn, "frozen"), Lease(dsn, "standby")
+    try:
+        assert frozen.try_acquire()
+        # "frozen" has no live registry row: its heartbeat is as good as expired.
+        deadline = time.monotonic() + 60
+        while not standby.try_acquire(wait=1):
+            assert time.monotonic() < deadline, "the standby never got the lease"
+        assert not frozen.held()  # its connection was ended, and the lease is another's
+    finally:
+        frozen.release()
+        standby.release()
+        with conn.cursor() as cur:
+            cur.execute("DROP USER IF EXISTS 'lease_user'@'%'")
+            cur.execute("DROP DATABASE IF EXISTS lease_cdc")
+        conn.close()
