@@ -45,12 +45,20 @@ class DecodeError(CdcError):
     """A row image could not be decoded; never skipped."""
 
 
+class LeaseLost(CaptureError):
+    """Another daemon holds the capture lease now: this one must not write (the fence)."""
+
+
 class ConnectionLost(CdcError):
     """A connection to the server dropped; the work restarts from what is committed."""
 
 
 # MariaDB's ER_CONNECTION_KILLED (KILL of our connection), which pymysql does not name.
 MARIADB_CONNECTION_KILLED = 1927
+# Another replica connection uses our server id (MariaDB's ER_SLAVE_SAME_ID; MySQL sends
+# 1236 with this text).
+SLAVE_SAME_ID = 4052
+_SAME_ID_TEXT = "same server_uuid/server_id"
 # Errors after which the same work can be done again on a new connection.
 _LOST = frozenset(
     {
@@ -112,6 +120,18 @@ def classify(error: BaseException, where: str = "") -> Verdict:
     at = f" at {where}" if where else ""
     if code in _LOST:
         return Verdict(True, ConnectionLost(f"lost the connection to the server: {message}"))
+    if code == SLAVE_SAME_ID or (
+        code == ER.MASTER_FATAL_ERROR_READING_BINLOG and _SAME_ID_TEXT in str(message)
+    ):
+        return Verdict(
+            False,
+            CaptureError(
+                f"another replica connection uses this daemon's server id: {message}",
+                fix="give each daemon (active and standby) and each replica its own "
+                "--server-id (CDC_SERVER_ID), unique among the server's replicas; see SHOW "
+                "SLAVE HOSTS / SHOW REPLICAS",
+            ),
+        )
     if code == ER.MASTER_FATAL_ERROR_READING_BINLOG:  # 1236
         return Verdict(
             False,

@@ -187,6 +187,7 @@ class CaptureState(enum.StrEnum):
     CAPTURING = "capturing"
     RECONNECTING = "reconnecting"
     STOPPED = "stopped"
+    STANDBY = "standby"  # waiting for the capture lease (another daemon captures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,14 +200,20 @@ class CaptureStatus:
     gtid: str | None = None
     lag_seconds: float | None = None
     last_event_id: int = 0
+    role: str | None = None  # "active" or "standby" (`cdc run`), "serve" (`cdc serve`)
+    # Seconds until the checkpoint's binlog file may be purged at the server's retention
+    # (at the earliest; None: not known, or the server keeps binlogs for ever).
+    binlog_purge_in_seconds: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "state": str(self.state),
+            "role": self.role,
             "position": self.position,
             "gtid": self.gtid,
             "lag_seconds": self.lag_seconds,
             "last_event_id": self.last_event_id,
+            "binlog_purge_in_seconds": self.binlog_purge_in_seconds,
         }
 
 

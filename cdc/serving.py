@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from cdc.serve.app import HttpServer
     from cdc.settings import Settings
     from cdc.store.reader import History
+    from cdc.store.registry import Registry
 
 log = structlog.get_logger("cdc.serving")
 
@@ -78,12 +79,14 @@ class Server:
         assert settings is not None
         auth = app.prepare_auth(settings, self.settings.auth)
         history = History(self.settings.dsn)
+        registry: Registry | None = None
         try:
             try:
                 last = await history.last_id()
             except HistoryUnavailable as error:
                 raise StartupError(error.problem, fix=error.fix) from None
             hub = Hub(last_id=last)
+            registry = await self._register()
             try:
                 self.http = await app.start(
                     settings,
@@ -122,7 +125,24 @@ class Server:
         finally:
             if self.http is not None:
                 await self.http.stop()
+            if registry is not None:
+                await asyncio.to_thread(registry.stop)
             await history.close()
+
+    async def _register(self) -> Registry | None:
+        """This process's row in the registry (`cdc status` lists it); a store without
+        the registry table (not migrated yet) is served all the same, with a warning."""
+        from cdc.store.registry import Registry
+
+        registry = Registry(
+            self.settings.dsn, ROLE, interval=self.settings.capture.heartbeat_seconds
+        )
+        try:
+            await asyncio.to_thread(registry.start)
+        except Exception as error:  # the registry is for `cdc status`: never a reason to stop
+            log.warning("registry_unavailable", error=str(error), fix="run `cdc init --dsn ...`")
+            return None
+        return registry
 
     async def _orphaned(self) -> None:
         while os.getppid() == self._parent:

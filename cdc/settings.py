@@ -160,7 +160,8 @@ class CaptureSettings:
     )
     server_id: int = option(
         4263,
-        "Replica server id of the binlog connection; unique among the server's replicas.",
+        "Replica server id of the binlog connection; unique among the server's replicas "
+        "(an active and a standby daemon need one each).",
         minimum=1,
         maximum=2**32 - 1,
     )
@@ -212,6 +213,12 @@ class CaptureSettings:
     read_timeout: float = 30.0  # a binlog read silent this long is a lost connection
     gtid_resume: bool = True  # False: always resume by binlog file and offset
     trigger_poll_seconds: float = 0.05  # how often an idle mover looks at the staging table
+    # Standby failover: registry heartbeats (a daemon is dead after 3 missed), how long a
+    # standby waits on the lock per attempt and how often the active checks it still holds
+    # it, how often the binlog purge estimate is refreshed.
+    heartbeat_seconds: float = 2.0
+    lease_poll_seconds: float = 1.0
+    purge_check_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if self.retention is not None:

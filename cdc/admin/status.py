@@ -1,4 +1,5 @@
-"""`cdc status`: the stored checkpoint against the server's binlog end."""
+"""`cdc status`: the stored checkpoint against the server's binlog end, how long until its
+binlog file may be purged, and the running daemons and workers with their roles."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import pymysql
 
 from cdc import mysql
 from cdc.errors import StartupError
-from cdc.store import checkpoint
+from cdc.store import checkpoint, registry
 from cdc.store.schema import EVENT, qualified
 
 if TYPE_CHECKING:
     from cdc.settings import Dsn
+    from cdc.store.checkpoint import Checkpoint
 
 
 def capture_status(dsn: Dsn) -> dict[str, Any]:
@@ -32,6 +34,8 @@ def capture_status(dsn: Dsn) -> dict[str, Any]:
             table = qualified(dsn.database, EVENT)
             cur.execute(f"SELECT id, timestamp FROM {table} ORDER BY id DESC LIMIT 1")
             last = cur.fetchone()
+            purge_in = purge_estimate(cur, stored, master[0] if master else None)
+            processes = registry.live(cur, dsn.database)
     finally:
         conn.close()
     report: dict[str, Any] = {
@@ -43,7 +47,15 @@ def capture_status(dsn: Dsn) -> dict[str, Any]:
         "last event id": last[0] if last else None,
         "last event time": last[1] if last else None,
         "checkpoint written": None,
+        "binlog purge in (s)": purge_in,
     }
+    for entry in processes:
+        report[f"{entry.role} {entry.name}"] = (
+            f"pid {entry.pid} on {entry.host}, up since {entry.started_at:%Y-%m-%d %H:%M:%S}Z,"
+            f" heartbeat {entry.heartbeat_age:.1f} s ago"
+        )
+    if not processes:
+        report["processes"] = "none running"
     if stored is None:
         return report
     position = stored.position
@@ -136,3 +148,70 @@ def _rates(cur: Any, table: str, windows: tuple[int, ...]) -> Rates:
         for name, c in busiest
     )
     return Rates(windows, overall, tables)
+
+
+# -- binlog purge estimate --------------------------------------------------------------
+
+
+def retention_seconds(cur: Any) -> int | None:
+    """How long the server keeps binlog files (seconds); None: for ever (no expiry set).
+    MySQL 8 and MariaDB 10.6+ have binlog_expire_logs_seconds, older MariaDB only
+    expire_logs_days; 0 means no expiry."""
+    cur.execute(
+        "SHOW GLOBAL VARIABLES WHERE Variable_name IN"
+        " ('binlog_expire_logs_seconds', 'expire_logs_days')"
+    )
+    values = {name: float(value or 0) for name, value in cur.fetchall()}
+    seconds = values.get("binlog_expire_logs_seconds", 0.0)
+    if not seconds:
+        seconds = values.get("expire_logs_days", 0.0) * 86400
+    return int(seconds) or None
+
+
+def purge_in(
+    retention: int | None,
+    stored_file: str,
+    current_file: str | None,
+    last_write: datetime.datetime | None,
+    now: datetime.datetime,
+) -> float | None:
+    """Seconds until the checkpoint's binlog file may be purged, at the earliest.
+
+    A server purges a file once it is older than the retention, by its last write; the
+    file being written is never purged (so: at least the whole retention). For an older
+    file, the last transaction read from it (`last_write`) bounds its last write from
+    below. Negative: it may be purged now.
+    """
+    if retention is None or current_file is None:
+        return None
+    if stored_file == current_file:
+        return float(retention)
+    if last_write is None:
+        return None
+    return round(retention - (now - last_write).total_seconds(), 1)
+
+
+def purge_estimate(cur: Any, stored: Checkpoint | None, current_file: str | None) -> float | None:
+    """`purge_in` for the stored checkpoint on the server `cur` is connected to."""
+    if stored is None or stored.position.from_triggers:
+        return None
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    return purge_in(
+        retention_seconds(cur),
+        stored.position.log_file,
+        current_file,
+        stored.source_time or stored.updated_at,
+        now,
+    )
+
+
+def daemon_purge_estimate(dsn: Dsn) -> float | None:
+    """The estimate on a connection of its own (the daemon asks now and then)."""
+    conn = mysql.connect(dsn, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            stored = checkpoint.read(cur, dsn.database)
+            master = mysql.binlog_status(cur)
+            return purge_estimate(cur, stored, master[0] if master else None)
+    finally:
+        conn.close()

@@ -3,8 +3,10 @@
 Source transactions are grouped into one sink transaction (one commit of events and
 checkpoint) while they arrive in bursts, up to a number of events or an age; a trickle
 is committed at once, so an idle system adds no latency. Work that captured nothing
-(other tables) moves the checkpoint now and then only, and never the daemon's own
-writes alone (each checkpoint write would cause the next: a feedback loop).
+(other tables) moves the checkpoint now and then only, and the daemon's own writes alone
+only once the binlog has moved to another file (each checkpoint write would otherwise
+cause the next: a feedback loop; but the stored file must not be purged under a running
+daemon).
 
 `Batcher` is told what arrived and when (`changes`, `commit`, `nothing`) and answers
 what to do; it holds no I/O and no clock of its own, so it is tested by tables.
@@ -48,6 +50,7 @@ class Batcher:
     last_commit: Commit | None = None  # newest source commit inside it
     idle: Commit | None = None  # newest source commit with nothing to write, not stored
     stored_at: float = 0.0  # when a position was last stored
+    stored_file: str = ""  # the binlog file of the position last stored
     last_arrival: float = -math.inf  # when the last source commit arrived
     bursting: bool = False  # source commits arrive closer together than `linger`
 
@@ -74,9 +77,14 @@ class Batcher:
         self.last_arrival = now
         if commit.captured or self.open:
             self.last_commit, self.clean = commit, True
-        elif commit.foreign or self.idle is not None:
+        elif commit.foreign or self.idle is not None or self._moved_on(commit):
             self.idle = commit
-        # Our own writes alone (the checkpoint's own binlog events) are not worth storing.
+        # Our own writes alone (the checkpoint's own binlog events) are not worth storing,
+        # unless they are in a newer file than the stored position.
+
+    def _moved_on(self, commit: Commit) -> bool:
+        log_file = commit.position.log_file
+        return bool(self.stored_file) and log_file != self.stored_file
 
     def decide(self, now: float, arrived: bool) -> Action:
         """After an item (`arrived`) or a wait that timed out: commit, store, or go on."""
@@ -104,6 +112,9 @@ class Batcher:
 
     def stored(self, now: float) -> None:
         """The sink transaction was committed, or the idle position stored."""
+        done = self.last_commit if self.open else self.idle
+        if done is not None:
+            self.stored_file = done.position.log_file
         self.open, self.clean, self.events = False, True, 0
         self.last_commit = self.idle = None
         self.stored_at = now

@@ -16,6 +16,7 @@ import structlog
 
 from cdc import metrics
 from cdc.capture.batching import Action, Batcher
+from cdc.capture.same_server import check_resume
 from cdc.errors import classify
 from cdc.models import CaptureState, CaptureStatus, Changes, Commit, Heartbeat, Item, Position
 
@@ -78,6 +79,7 @@ class Capture:
     def start_position(self) -> Position:
         checkpoint = self.store.load_checkpoint()
         if checkpoint is not None and not self._rebaseline:
+            check_resume(checkpoint, self.store.server, self.settings.gtid_resume)
             return checkpoint.position
         self._rebaseline = False
         position = self.source.current()
@@ -165,6 +167,7 @@ class Capture:
             s.batch_events, s.batch_seconds, s.linger_seconds, s.idle_checkpoint_seconds
         )
         batch.stored_at = time.monotonic()
+        batch.stored_file = start.log_file
         self._update(state=CaptureState.CAPTURING, position=str(start), gtid=start.gtid)
         while not self.stop_event.is_set():
             item = self._next(items, batch)

@@ -438,12 +438,14 @@ class _Handlers:
             detail = {} if self.auth.enabled else {"error": str(error)}
             return _json({"healthy": False, **detail}, 503)
         lag = state.get("lag_seconds")
-        healthy = state.get("state") == "capturing" and (
-            lag is None or lag <= self.settings.health_max_lag
+        # A standby waiting for the lease is healthy: it serves, and takes over when needed.
+        healthy = state.get("state") == "standby" or (
+            state.get("state") == "capturing"
+            and (lag is None or lag <= self.settings.health_max_lag)
         )
         if self.auth.enabled:
             # Open to anyone: how capture is doing, nothing of what it captures.
-            state = {"state": state["state"], "lag_seconds": lag}
+            state = {"state": state["state"], "role": state.get("role"), "lag_seconds": lag}
         else:
             state["clients"] = self.hub.clients
         state.update(

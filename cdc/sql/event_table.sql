@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS `cdc_checkpoint` (
   `source_timestamp` DATETIME(6)      NULL COMMENT 'commit time of the last transaction read',
   `server_uuid`      VARCHAR(64)      NULL COMMENT 'identity of the captured server',
   `column_facts`     LONGTEXT         NULL COMMENT 'MariaDB JSON/UUID/INET columns as of the position (JSON)',
+  `owner`            VARCHAR(255)     NULL COMMENT 'the lease (cdc_lease.owner) that wrote it',
   `updated_at`       DATETIME(6)      NOT NULL,
   PRIMARY KEY (`id`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

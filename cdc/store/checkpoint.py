@@ -17,18 +17,19 @@ from cdc.store.schema import CHECKPOINT, qualified
 
 _SELECT = (
     "SELECT log_file, log_pos, gtid, last_event_id, source_timestamp, updated_at, server_uuid,"
-    " column_facts"
+    " column_facts, owner"
 )
 # column_facts: written when they changed (NULL keeps the stored ones).
 _UPSERT = (
     "INSERT INTO {table} (id, log_file, log_pos, gtid, last_event_id, source_timestamp,"
-    " server_uuid, column_facts, updated_at)"
-    " VALUES (1, %s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))"
+    " server_uuid, column_facts, owner, updated_at)"
+    " VALUES (1, %s, %s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))"
     " ON DUPLICATE KEY UPDATE log_file = VALUES(log_file), log_pos = VALUES(log_pos),"
     " gtid = VALUES(gtid), last_event_id = VALUES(last_event_id),"
     " source_timestamp = COALESCE(VALUES(source_timestamp), source_timestamp),"
     " server_uuid = COALESCE(VALUES(server_uuid), server_uuid),"
     " column_facts = COALESCE(VALUES(column_facts), column_facts),"
+    " owner = COALESCE(VALUES(owner), owner),"
     " updated_at = VALUES(updated_at)"
 )
 
@@ -40,6 +41,7 @@ class Checkpoint:
     source_time: datetime.datetime | None  # commit time of the last transaction read (UTC)
     updated_at: datetime.datetime  # when the daemon wrote it (UTC)
     server: str | None  # identity of the captured server (see mysql.server_identity)
+    owner: str | None = None  # the lease that wrote it (cdc_lease.owner), None without one
 
     @property
     def source_timestamp(self) -> float | None:
@@ -55,9 +57,22 @@ def read(cur: Any, database: str) -> Checkpoint | None:
     row = cur.fetchone()
     if row is None:
         return None
-    log_file, log_pos, gtid, last_event_id, source_time, updated_at, server, facts = row
+    log_file, log_pos, gtid, last_event_id, source_time, updated_at, server, facts, owner = row
     position = Position(log_file, int(log_pos), gtid, facts)
-    return Checkpoint(position, int(last_event_id), source_time, updated_at, server)
+    return Checkpoint(position, int(last_event_id), source_time, updated_at, server, owner)
+
+
+def locked_owner(cur: Any, database: str) -> tuple[bool, str | None]:
+    """Whether the checkpoint row exists, and its owner, the row locked until the caller's
+    transaction ends (the fence: a daemon that lost its lease cannot commit after this)."""
+    cur.execute(f"SELECT owner FROM {qualified(database, CHECKPOINT)} WHERE id = 1 FOR UPDATE")
+    row = cur.fetchone()
+    return (False, None) if row is None else (True, row[0])
+
+
+def claim(cur: Any, database: str, owner: str) -> None:
+    """Make `owner` the checkpoint's (a new lease holder, before its first write)."""
+    cur.execute(f"UPDATE {qualified(database, CHECKPOINT)} SET owner = %s WHERE id = 1", (owner,))
 
 
 def write(
@@ -68,6 +83,7 @@ def write(
     source_time: str | None,
     server: str | None,
     facts: str | None = None,
+    owner: str | None = None,
 ) -> None:
     """Store the checkpoint (inside the caller's transaction); `source_time` is UTC text;
     `facts` the position's column facts when they changed (None: unchanged)."""
@@ -81,5 +97,6 @@ def write(
             source_time,
             server,
             facts,
+            owner,
         ),
     )

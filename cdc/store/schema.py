@@ -27,7 +27,12 @@ TRIGGER_SPECS = "cdc_trigger_specs"
 TRIGGERS = "cdc_triggers"
 REDACT_KEYS = "cdc_redact_keys"
 TRIGGER_TABLES = (STAGING, TRIGGER_SPECS, TRIGGERS, REDACT_KEYS)
-OWN_TABLES = (EVENT, CHECKPOINT, OUTBOX, *TRIGGER_TABLES)
+# Standby failover (sql/failover_tables.sql): who captures, and the running processes.
+LEASE = "cdc_lease"
+REGISTRY = "cdc_registry"
+FAILOVER_TABLES = (LEASE, REGISTRY)
+FAILOVER_SQL = "failover_tables.sql"
+OWN_TABLES = (EVENT, CHECKPOINT, OUTBOX, *TRIGGER_TABLES, *FAILOVER_TABLES)
 """The daemon's own tables, in the DSN's database: never captured as row changes (the
 outbox's inserts become application events)."""
 
@@ -84,6 +89,24 @@ class Migration:
     statements: Callable[[str], list[str]]  # (database)
 
 
+def table_exists(cur: Any, database: str, table: str) -> bool:
+    cur.execute(
+        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+        (database, table),
+    )
+    return cur.fetchone() is not None
+
+
+def _failover_table(table: str) -> Callable[[str], list[str]]:
+    """The CREATE statement of a failover table, in `database`."""
+
+    def statements(database: str) -> list[str]:
+        found = [s for s in ddl_statements(FAILOVER_SQL) if f"`{table}`" in s.split("(")[0]]
+        return [f"USE `{database}`", *found]
+
+    return statements
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         "event_type_any_name",
@@ -105,6 +128,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             f"ALTER TABLE {qualified(db, CHECKPOINT)} ADD COLUMN `column_facts` LONGTEXT NULL"
             " AFTER `server_uuid`"
         ],
+    ),
+    Migration(
+        "checkpoint_owner",
+        lambda cur, db: column_type(cur, db, CHECKPOINT, "owner") is None,
+        lambda db: [
+            f"ALTER TABLE {qualified(db, CHECKPOINT)} ADD COLUMN `owner` VARCHAR(255) NULL"
+            " AFTER `column_facts`"
+        ],
+    ),
+    *(
+        Migration(
+            f"{table}_table",
+            lambda cur, db, table=table: not table_exists(cur, db, table),  # type: ignore[misc]
+            _failover_table(table),
+        )
+        for table in FAILOVER_TABLES
     ),
 )
 
@@ -132,7 +171,7 @@ def init_schema(dsn: Dsn) -> list[str]:
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS `{dsn.database}`")
             cur.execute(f"USE `{dsn.database}`")
-            for statement in ddl_statements():
+            for statement in ddl_statements() + ddl_statements(FAILOVER_SQL):
                 cur.execute(statement)
             return migrate(cur, dsn.database)
     finally:

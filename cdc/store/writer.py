@@ -18,9 +18,9 @@ from pymysql.constants import ER
 from pymysql.converters import escape_string
 
 from cdc import mysql
-from cdc.errors import CaptureError, StartupError, server_code
+from cdc.errors import CaptureError, LeaseLost, StartupError, server_code
 from cdc.models import ChangeRecord, Position, StoredEvent
-from cdc.store import checkpoint
+from cdc.store import checkpoint, leases
 from cdc.store.checkpoint import Checkpoint
 from cdc.store.schema import EVENT, OUTBOX, STAGING, columns, qualified
 from cdc.wire import key_text
@@ -54,12 +54,26 @@ def utc_text(timestamp: float) -> str:
 
 
 class Store:
-    """One connection, one sink transaction at a time: `add` events, then `commit` a position."""
+    """One connection, one sink transaction at a time: `add` events, then `commit` a position.
 
-    def __init__(self, dsn: Dsn, server: str | None = None, keep_in_memory: int = 10_000):
+    With an `owner` (the capture lease's token) every connection is recorded with the
+    lease, and every commit is fenced: it goes through only while the checkpoint row is
+    still this owner's (else `LeaseLost`, and nothing of the batch is stored).
+    """
+
+    def __init__(
+        self,
+        dsn: Dsn,
+        server: str | None = None,
+        keep_in_memory: int = 10_000,
+        owner: str | None = None,
+    ):
         self.dsn = dsn
         self.database = dsn.database
-        self.server = server  # identity of the captured server, stored with the checkpoint
+        # Identity of the captured server, stored with the checkpoint: read again at
+        # each connect (a DSN may lead to another server after a failover).
+        self.server = server
+        self.owner = owner
         self.keep_in_memory = keep_in_memory
         self.conn: mysql.Connection | None = None
         self.last_id = 0
@@ -102,7 +116,31 @@ class Store:
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
             cur.execute("SELECT @@max_allowed_packet")
             self._max_packet = int(cur.fetchone()[0])
+            if self.owner is not None and not leases.set_writer_connection(
+                cur, self.database, self.owner
+            ):
+                self.conn.rollback()
+                raise self._lost()
+        self.server = mysql.server_identity(self.conn)
         self.conn.commit()
+
+    def _lost(self) -> LeaseLost:
+        return LeaseLost(
+            "another daemon took over capture (this one lost the capture lease); "
+            "nothing more is written from here",
+            fix="nothing to do if the other daemon is capturing (see `cdc status`); restart "
+            "this one to make it a standby; if it was frozen or cut off, check why",
+        )
+
+    def _fence(self, cur: Any) -> None:
+        """Inside the commit's transaction: the checkpoint row is still ours (and stays
+        locked until the commit), or the batch is rolled back."""
+        exists, stored = checkpoint.locked_owner(cur, self.database)
+        if exists and stored is not None and stored != self.owner:
+            assert self.conn is not None
+            self.conn.rollback()
+            self._forget()
+            raise self._lost()
 
     def close(self) -> None:
         """Closes the connection; an open sink transaction is lost (the server rolls it
@@ -317,7 +355,17 @@ class Store:
         self._delete_moved()
         source_ts = utc_text(source_timestamp) if source_timestamp else None
         with self._cursor() as cur:
-            checkpoint.write(cur, self.database, position, self._pending_id, source_ts, self.server)
+            if self.owner is not None:
+                self._fence(cur)
+            checkpoint.write(
+                cur,
+                self.database,
+                position,
+                self._pending_id,
+                source_ts,
+                self.server,
+                owner=self.owner,
+            )
         assert self.conn is not None
         self.conn.commit()
         self.last_id = self._pending_id

@@ -205,7 +205,7 @@ async def test_metrics_need_their_scope_and_health_says_nothing_of_tables(
         assert status == 200 and body["events"] == []  # no tables: reads nothing
         status, health, _ = await get_json(http, f"{server.url}/health")
         assert status == 200
-        assert set(health) == {"state", "lag_seconds", "max_lag_seconds", "healthy", "auth"}
+        assert set(health) == {"state", "role", "lag_seconds", "max_lag_seconds", "healthy", "auth"}
 
 
 async def test_the_access_log_names_the_token_never_its_secret(

@@ -130,7 +130,12 @@ def test_installed_next_to_the_applications_triggers_and_removed_exactly(
     with conn.cursor() as cur:
         cur.execute("ALTER TABLE trg_app.patient DROP COLUMN ward")  # the DBA's own change
         cur.execute("SHOW TABLES FROM trg_app_cdc LIKE 'cdc\\_%%'")
-        assert {row[0] for row in cur.fetchall()} == {"cdc_checkpoint", "cdc_outbox"}
+        assert {row[0] for row in cur.fetchall()} == {
+            "cdc_checkpoint",
+            "cdc_outbox",
+            "cdc_lease",
+            "cdc_registry",
+        }
     assert schema_snapshot(conn, "trg_app") == before
     conn.close()
 

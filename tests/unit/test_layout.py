@@ -38,7 +38,11 @@ def test_importing_the_binlog_source_patches_nothing() -> None:
 
 
 def test_the_ddl_creates_the_tables_and_columns_the_code_names() -> None:
-    statements = schema.ddl_statements() + schema.ddl_statements("trigger_tables.sql")
+    statements = (
+        schema.ddl_statements()
+        + schema.ddl_statements("trigger_tables.sql")
+        + schema.ddl_statements(schema.FAILOVER_SQL)
+    )
     created = {}
     for statement in statements:
         match = re.match(r"CREATE TABLE IF NOT EXISTS `(\w+)` \((.*)\)", statement, re.S)
