@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,14 @@ from tests.e2e_support import Setup
 from tests.http_support import make_event
 from tests.redis_support import RedisServer, redis_server
 from tests.serve_support import Client, collect, health, start_serve
-from tests.support import Daemon, start_daemon, stop_daemon, wait_for_events, wait_ready
+from tests.support import (
+    Daemon,
+    cdc_command,
+    start_daemon,
+    stop_daemon,
+    wait_for_events,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.timeout(300)
 __all__ = ["redis_server"]  # the fixture
@@ -185,6 +193,10 @@ async def test_serve_without_a_bus_follows_the_table_and_never_imports_the_binlo
     await asyncio.to_thread(insert, e2e, 1, 50)
     await running
     assert client.ids == all_ids(e2e)
+    listed = subprocess.run(
+        cdc_command("status", "--dsn", dsn(e2e)), capture_output=True, text=True, timeout=60
+    ).stdout
+    assert re.search(rf"^\s*serve \S+: pid {worker.pid} ", listed, re.M), listed
     code, log = stop_daemon(worker)
     assert code == 0, log[-3000:]
     assert re.search(r"\|\s+aiohttp\.web$", log, re.M)  # -X importtime lists every import

@@ -187,6 +187,41 @@ def assert_exactly_once(conn: Any, db: str) -> None:
     assert_replay_matches(conn, [(db, "patient"), (db, "visit")], f"{db}_cdc")
 
 
+class StreamReader(threading.Thread):
+    """One SSE client of a daemon's /stream from the first event on, as EventSource is:
+    it reconnects with the last id it got; `ids` are the event ids it received."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.ids: list[int] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            last = self.ids[-1] if self.ids else 0
+            url = f"http://127.0.0.1:{self.port}/stream?last_event_id={last}"
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    for raw in response:
+                        line = raw.decode().rstrip("\n")
+                        if line.startswith("id: ") and line[4:].isdigit():
+                            self.ids.append(int(line[4:]))
+                        if self.done.is_set():
+                            return
+            except (OSError, ValueError):
+                time.sleep(0.2)  # reconnect, as a browser does after its retry hint
+
+    def until(self, last_id: int, timeout: float = 120) -> list[int]:
+        deadline = time.monotonic() + timeout
+        while not self.ids or self.ids[-1] < last_id:
+            got = self.ids[-1] if self.ids else None
+            assert time.monotonic() < deadline, f"the stream reached {got}, not {last_id}"
+            time.sleep(0.1)
+        self.done.set()
+        return self.ids
+
+
 def test_standby_takes_over_after_sigkill_with_nothing_lost_or_doubled(
     mariadb: MariaDB, app: tuple[str, Any]
 ) -> None:
@@ -196,6 +231,9 @@ def test_standby_takes_over_after_sigkill_with_nothing_lost_or_doubled(
     wait_ready(conn, a, f"{db}_cdc")
     b = daemon(mariadb, db, 302, http=port_b)
     wait_log(b, '"standby"')
+    # A client of the standby: live events while it waits (from the table), then its own.
+    reader = StreamReader(port_b)
+    reader.start()
     work = Workload(mariadb, db, seed=3)
     work.start()
     try:
@@ -224,6 +262,10 @@ def test_standby_takes_over_after_sigkill_with_nothing_lost_or_doubled(
     finally:
         work.stop()
     finish(conn, db, b)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT MAX(id) FROM `{db}_cdc`.event")
+        newest = int(cur.fetchone()[0])
+    assert reader.until(newest) == list(range(1, newest + 1)), "the standby's stream has a gap"
     listed = status(mariadb, db)
     assert "active " in listed and "standby " not in listed, listed
     code, log = stop_daemon(b)
