@@ -401,8 +401,9 @@ def serve(serve_worker: bool, **options: Any) -> None:
 @dsn_option
 def status(dsn: str | None, dsn_file: str | None) -> None:
     """Where capture is: stored position, the server's position, how far behind, last
-    event; and events per second (by commit time) over the last 1 and 5 minutes, overall
-    and for the busiest tables."""
+    event, when the stored binlog file may be purged; the live daemons and workers with
+    their roles; and events per second (by commit time) over the last 1 and 5 minutes,
+    overall and for the busiest tables."""
     from cdc.admin.status import capture_status, event_rates
 
     try:
