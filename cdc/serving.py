@@ -109,25 +109,30 @@ class Server:
                 stream=self.settings.bus.stream,
                 feed="redis" if self.settings.bus.url else "table",
             )
-            orphaned = asyncio.create_task(self._orphaned()) if self.worker else None
-            # A worker's supervisor speaks to systemd for it (NotifyAccess=main).
-            notifier = Notifier(None) if self.worker else Notifier.from_environment()
-            notifier.ready(f"serving on {settings.listen}")
-            alive = asyncio.create_task(notifier.keep_alive(lambda: True))
-            await self._stopping.wait()
-            notifier.stopping()
-            for task in (orphaned, alive):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-            notifier.close()
+            await self._until_stopped(settings.listen)
         finally:
             if self.http is not None:
                 await self.http.stop()
             if registry is not None:
                 await asyncio.to_thread(registry.stop)
             await history.close()
+
+    async def _until_stopped(self, listen: str) -> None:
+        """Serves until a stop is asked (or, for a worker, its supervisor is gone), telling
+        systemd when it is not a worker (its supervisor speaks for it: NotifyAccess=main)."""
+        assert self._stopping is not None
+        orphaned = asyncio.create_task(self._orphaned()) if self.worker else None
+        notifier = Notifier(None) if self.worker else Notifier.from_environment()
+        notifier.ready(f"serving on {listen}")
+        alive = asyncio.create_task(notifier.keep_alive(lambda: True))
+        await self._stopping.wait()
+        notifier.stopping()
+        for task in (orphaned, alive):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        notifier.close()
 
     async def _register(self) -> Registry | None:
         """This process's row in the registry (`cdc status` lists it); a store without

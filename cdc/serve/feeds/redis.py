@@ -99,12 +99,6 @@ class RedisFeed:
                     # Ids the table lacks (a sparse table): the stream goes on from `jump`.
                     self.next_id = jump
 
-    async def _filled_or_advanced(self, sink: LiveSink, jump: int) -> bool:
-        """After a fill that did not reach `jump`: the ids in between are not in the
-        table (not gapless there), so the stream goes on from `jump`."""
-        self.next_id = jump
-        return True
-
     async def _fill(self, sink: LiveSink, until: int | None) -> None:
         """The table's events from `next_id` (up to its end, or past `until`). When the
         table cannot be read, the sink is told how far events exist (its clients read
