@@ -32,7 +32,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -121,38 +120,17 @@ def _report(up: list[harness.SseClient], low: int, high: int, lost: int) -> dict
 # -- the driver ----------------------------------------------------------------------
 
 
-class Group:
+class Group(harness.LineProcess):
     """One clients process and its line protocol."""
 
     def __init__(self, options: argparse.Namespace, port: int, count: int, first: int) -> None:
         self.count = count
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--role", "clients", "--host", "127.0.0.1",
-             "--port", str(port), "--count", str(count), "--first", str(first),
-             "--sources", ",".join(options.source_list), "--sample-every",
-             str(options.sample_every), "--inflight", str(options.inflight)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=harness.ROOT,
+        super().__init__(
+            [__file__, "--role", "clients", "--host", "127.0.0.1", "--port", str(port),
+             "--count", str(count), "--first", str(first), "--sources",
+             ",".join(options.source_list), "--sample-every", str(options.sample_every),
+             "--inflight", str(options.inflight)]
         )  # fmt: skip
-
-    def ask(self, line: str | None) -> str:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        if line is not None:
-            self.proc.stdin.write(line + "\n")
-            self.proc.stdin.flush()
-        answer = self.proc.stdout.readline()
-        if not answer:
-            raise SystemExit(f"a clients process exited (code {self.proc.wait()})")
-        return answer.strip()
-
-    def quit(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.flush()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 class Writer:
@@ -294,7 +272,8 @@ def _phase(
         "max_ms": latencies[-1] if latencies else None,
         "samples": len(latencies),
         "serve_cpu": used[0] / wall,
-        "capture_cpu": used[1] / wall,
+        # Without the bus one `cdc run` captures and serves: its CPU is the serve column.
+        "capture_cpu": used[1] / wall if setup.serve is not None else None,
         "client_cpu": used[2] / wall,
     }
     result["all_delivered"] = result["complete"] == result["clients"] and not result["extra"]
@@ -414,6 +393,10 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _share(value: float | None) -> str:
+    return "(same)" if value is None else f"{value:.0%}"
+
+
 def _print(r: dict[str, Any]) -> None:
     print(
         f"fanout benchmark: {r['clients']} SSE clients via {r['mode']}, {r['client_procs']} "
@@ -433,7 +416,7 @@ def _print(r: dict[str, Any]) -> None:
         print(
             f"{rate:>7} {p['events']:>6} {'yes' if p['all_delivered'] else 'NO':>13}"
             f" {p['missing']:>8} {p['disorder']:>8} {_ms(p['p50_ms']):>8} {_ms(p['p99_ms']):>8}"
-            f" {_ms(p['max_ms']):>8} {p['serve_cpu']:>9.0%} {p['capture_cpu']:>11.0%}"
+            f" {_ms(p['max_ms']):>8} {p['serve_cpu']:>9.0%} {_share(p['capture_cpu']):>11}"
             f" {p['client_cpu']:>10.0%}"
         )
     if any(p["achieved_rate"] < 0.9 * p["rate"] for p in r["phases"]):
