@@ -271,6 +271,7 @@ def _phase(
         "p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)] if latencies else None,
         "max_ms": latencies[-1] if latencies else None,
         "samples": len(latencies),
+        "deliveries_per_s": count * sum(r["clients"] for r in reports) / wall,
         "serve_cpu": used[0] / wall,
         # Without the bus one `cdc run` captures and serves: its CPU is the serve column.
         "capture_cpu": used[1] / wall if setup.serve is not None else None,
@@ -364,15 +365,20 @@ def drive(options: argparse.Namespace) -> dict[str, Any]:
 def _auto(
     options: argparse.Namespace, setup: Setup, groups: list[Group], conn: Any
 ) -> list[dict[str, Any]]:
-    phases = []
+    """Doubles the rate while it is sustained; when the first rate is not, halves it
+    until one is (or below 1 event/s): the highest sustained rate, bracketed."""
+    phases: list[dict[str, Any]] = []
     rate = options.auto_start
     for _ in range(options.auto_steps):
         phase = _phase(options, setup, groups, conn, rate, options.auto_seconds)
         phase["auto"] = True
         phases.append(phase)
-        if not phase["sustained"]:
+        going_down = not phases[0]["sustained"]
+        if going_down and (phase["sustained"] or rate / 2 < 1):
             break
-        rate *= 2
+        if not going_down and not phase["sustained"]:
+            break
+        rate = rate / 2 if going_down else rate * 2
     return phases
 
 
@@ -409,7 +415,7 @@ def _print(r: dict[str, Any]) -> None:
     print(
         f"{'rate/s':>7} {'sent':>6} {'all delivered':>13} {'missing':>8} {'disorder':>8}"
         f" {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'serve CPU':>9} {'capture CPU':>11}"
-        f" {'client CPU':>10}"
+        f" {'client CPU':>10} {'frames/s':>9}"
     )
     for p in r["phases"]:
         rate = f"{p['rate']:g}" + ("*" if p["achieved_rate"] < 0.9 * p["rate"] else "")
@@ -417,7 +423,7 @@ def _print(r: dict[str, Any]) -> None:
             f"{rate:>7} {p['events']:>6} {'yes' if p['all_delivered'] else 'NO':>13}"
             f" {p['missing']:>8} {p['disorder']:>8} {_ms(p['p50_ms']):>8} {_ms(p['p99_ms']):>8}"
             f" {_ms(p['max_ms']):>8} {p['serve_cpu']:>9.0%} {_share(p['capture_cpu']):>11}"
-            f" {p['client_cpu']:>10.0%}"
+            f" {p['client_cpu']:>10.0%} {p['deliveries_per_s']:>9,.0f}"
         )
     if any(p["achieved_rate"] < 0.9 * p["rate"] for p in r["phases"]):
         print("* the writer fell behind that rate (the figures are at the rate it reached)")
