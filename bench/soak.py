@@ -436,12 +436,12 @@ def drive(options: argparse.Namespace) -> int:
             caught_up = _wait(lambda: _count(conn) >= committed, 90)
             events = _events(conn)
             high = events[-1][0] if events else 0
+            missing = "" if caught_up else " (capture did NOT catch up)"
+            clock.say(f"event table: {len(events)} events{missing}")
             delivered = _wait(
                 lambda: sum(int(g.ask(f"progress {high}")) for g in groups) >= options.clients, 90
             )
-            clock.say(
-                f"event table: {len(events)} events; clients {'caught up' if delivered else 'NOT caught up'}"
-            )
+            clock.say(f"clients {'caught up' if delivered else 'NOT caught up'} with event {high}")
             path = Path(tempfile.mkstemp(prefix="cdc-soak-ids-", suffix=".json")[1])
             path.write_text(json.dumps([e[0] for e in events]))
             reports = [json.loads(g.ask(f"check {path}")) for g in groups]
