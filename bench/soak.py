@@ -327,62 +327,70 @@ def _count(conn: Any) -> int:
         return int(cur.fetchone()[0])
 
 
-def _kills(
-    options: argparse.Namespace, cluster: Cluster, clock: Clock, notes: dict[str, Any]
-) -> None:
-    """The three kills, spread over the workload's length."""
-    step = options.seconds / 4
-    time.sleep(step)
+def _kill_capture(cluster: Cluster, clock: Clock, notes: dict[str, Any]) -> None:
     active = cluster.active()
     if active is None:
         raise SystemExit("no capture daemon is active")
-    clock.say(
-        f"SIGKILL the active capture daemon ({cluster.daemons[active].name}, pid {cluster.daemons[active].pid})"
-    )
+    daemon = cluster.daemons[active]
+    clock.say(f"SIGKILL the active capture daemon ({daemon.name}, pid {daemon.pid})")
     killed_at = time.monotonic()
-    cluster.daemons[active].kill()
+    daemon.kill()
     notes["killed"] = active
-    if options.failover:
-        other = 1 - active
+    if len(cluster.daemons) > 1:
+        other = cluster.daemons[1 - active]
         harness.wait_for(
-            "the standby takes over",
-            lambda: cluster.role(other) == "active",
-            60,
-            cluster.daemons[other],
+            "the standby takes over", lambda: cluster.role(1 - active) == "active", 60, other
         )
         notes["takeover_s"] = time.monotonic() - killed_at
-        clock.say(f"{cluster.daemons[other].name} is active after {notes['takeover_s']:.1f} s")
-    else:
-        time.sleep(1.0)
-        cluster.daemons[active].start()  # as systemd would (Restart=on-failure)
-        harness.wait_for(
-            "the restarted daemon captures",
-            lambda: cluster.role(active) == "active",
-            60,
-            cluster.daemons[active],
-        )
-        clock.say(f"restarted {cluster.daemons[active].name} (--no-failover), capturing again")
+        clock.say(f"{other.name} is active after {notes['takeover_s']:.1f} s")
+        return
+    time.sleep(1.0)
+    daemon.start()  # as systemd would (Restart=on-failure)
+    harness.wait_for(
+        "the restarted daemon captures", lambda: cluster.role(active) == "active", 60, daemon
+    )
+    clock.say(f"restarted {daemon.name} (--no-failover), capturing again")
+
+
+def _kill_worker(cluster: Cluster, clock: Clock, notes: dict[str, Any]) -> None:
+    workers = cluster.workers()
+    victim = workers[0]
+    clock.say(f"SIGKILL one cdc serve worker (pid {victim} of {workers})")
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = cluster.workers()
+        if len(now) == cluster.options.workers and victim not in now:
+            break
+        time.sleep(0.2)
+    notes["worker_restarted"] = len(cluster.workers()) == cluster.options.workers
+    clock.say(f"workers now {cluster.workers()}")
+
+
+def _kill_redis(cluster: Cluster, clock: Clock, notes: dict[str, Any]) -> None:
+    assert cluster.redis is not None
+    clock.say("SIGKILL redis-server")
+    cluster.redis.kill()
+    time.sleep(2.0)
+    cluster.redis.start()
+    clock.say("redis-server restarted on the same port (empty)")
+
+
+KILLS = {"capture": _kill_capture, "worker": _kill_worker, "redis": _kill_redis}
+
+
+def _kills(
+    options: argparse.Namespace, cluster: Cluster, clock: Clock, notes: dict[str, Any]
+) -> None:
+    """The kills asked for (of what exists), spread over the workload's length."""
+    kills = [k for k in options.kill.split(",") if k in KILLS]
+    if cluster.serve is None:  # --no-bus: no worker, no Redis
+        kills = [k for k in kills if k == "capture"]
+    step = options.seconds / (len(kills) + 1)
+    for kill in kills:
+        time.sleep(step)
+        KILLS[kill](cluster, clock, notes)
     time.sleep(step)
-    if cluster.serve is not None:
-        workers = cluster.workers()
-        victim = workers[0]
-        clock.say(f"SIGKILL one cdc serve worker (pid {victim} of {workers})")
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            now = cluster.workers()
-            if len(now) == options.workers and victim not in now:
-                break
-            time.sleep(0.2)
-        notes["worker_restarted"] = len(cluster.workers()) == options.workers
-        clock.say(f"workers now {cluster.workers()}")
-    time.sleep(step)
-    if cluster.redis is not None:
-        clock.say("SIGKILL redis-server")
-        cluster.redis.kill()
-        time.sleep(2.0)
-        cluster.redis.start()
-        clock.say("redis-server restarted on the same port (empty)")
 
 
 def drive(options: argparse.Namespace) -> int:
@@ -428,7 +436,6 @@ def drive(options: argparse.Namespace) -> int:
             workload = Workload(mariadb.port, options.rate)
             workload.start()
             _kills(options, cluster, clock, notes)
-            time.sleep(max(0.0, options.seconds / 4))
             workload.halt.set()
             workload.join()
             clock.say(f"workload stopped: {len(workload.committed)} changes committed")
@@ -513,7 +520,7 @@ def _checks(
             detail,
         )
     )
-    if options.failover:
+    if options.failover and "killed" in notes:
         other = 1 - notes["killed"]
         role = cluster.role(other)
         took = notes.get("takeover_s")
@@ -522,15 +529,14 @@ def _checks(
         )
         checks.append(("the standby is capturing", "PASS" if role == "active" else "FAIL", detail))
     else:
-        checks.append(
-            (
-                "the standby is capturing",
-                "SKIP",
-                "--no-failover: the killed daemon was restarted instead",
-            )
+        why = (
+            "--no-failover: the killed daemon was restarted instead"
+            if options.failover is False
+            else "no capture kill (--kill)"
         )
-    if cluster.serve is not None:
-        ok = notes.get("worker_restarted", False)
+        checks.append(("the standby is capturing", "SKIP", why))
+    if cluster.serve is not None and "worker_restarted" in notes:
+        ok = notes["worker_restarted"]
         checks.append(
             (
                 "the --workers parent restarted the killed worker",
@@ -539,7 +545,8 @@ def _checks(
             )
         )
     else:
-        checks.append(("the --workers parent restarted the killed worker", "SKIP", "--no-bus"))
+        why = "--no-bus" if cluster.serve is None else "no worker kill (--kill)"
+        checks.append(("the --workers parent restarted the killed worker", "SKIP", why))
     return checks
 
 
@@ -553,6 +560,11 @@ def main() -> None:
     parser.add_argument("--no-bus", dest="bus", action="store_false", help="no Redis, no cdc serve")
     parser.add_argument(
         "--no-failover", dest="failover", action="store_false", help="one capture daemon"
+    )
+    parser.add_argument(
+        "--kill",
+        default="capture,worker,redis",
+        help="what to SIGKILL mid-stream, in order ('' for none)",
     )
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--urls", help=argparse.SUPPRESS)
