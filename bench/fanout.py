@@ -180,7 +180,9 @@ class Setup:
             )  # fmt: skip
         else:
             self.url = self.capture_url
-        self.capture = harness.Cdc("capture", capture_args, env)
+        self.capture = harness.Cdc(
+            "capture", capture_args, env, "" if options.bus else options.profile
+        )
 
     def start(self) -> None:
         harness.run_cdc("init", "--dsn", self.dsn)
@@ -469,6 +471,9 @@ def main() -> None:
     parser.add_argument("--sample-every", type=int, default=100, help="1 in N clients times events")
     parser.add_argument("--inflight", type=int, default=200, help="connects at once per process")
     parser.add_argument("--json", help="also write the figures to this file (for bench/run.py)")
+    parser.add_argument(
+        "--profile", default="", help="with --no-bus: cProfile cdc run into this file"
+    )
     parser.add_argument("--host", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)

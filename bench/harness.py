@@ -130,9 +130,13 @@ def _answers(port: int) -> bool:
 class Cdc:
     """A `python -m cdc ...` process of this tree, its output in a log file."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str] | None = None, profile: str = ""
+    ) -> None:
         self.name = name
         self.args = args
+        # Under cProfile (written at a clean stop), to see where a server's time goes.
+        self.python = ["-m", "cProfile", "-o", profile] if profile else []
         self.env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
         self.log = Path(tempfile.mkstemp(prefix=f"cdc-bench-{name}-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
@@ -140,7 +144,7 @@ class Cdc:
     def start(self) -> Cdc:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cdc", *self.args],
+                [sys.executable, *self.python, "-m", "cdc", *self.args],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
             )  # fmt: skip
         return self
