@@ -403,3 +403,17 @@ class LineProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def listeners(pid: int, port: int) -> list[int]:
+    """The descendants of `pid` listening on `port` (the workers of `cdc serve
+    --workers`, each its own SO_REUSEPORT socket), not helper processes."""
+    import psutil
+
+    found = []
+    for child in tree(pid)[1:]:
+        with contextlib.suppress(psutil.Error):
+            sockets = psutil.Process(child).net_connections(kind="tcp")
+            if any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets):
+                found.append(child)
+    return found

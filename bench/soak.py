@@ -280,7 +280,9 @@ class Cluster:
             )
 
     def workers(self) -> list[int]:
-        return harness.tree(self.serve.pid)[1:] if self.serve is not None else []
+        if self.serve is None:
+            return []
+        return harness.listeners(self.serve.pid, int(self.serve_url.rsplit(":", 1)[1]))
 
     def client_urls(self) -> list[str]:
         urls = [self.serve_url] if self.serve is not None else self.urls
