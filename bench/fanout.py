@@ -194,16 +194,17 @@ class Setup:
             self.capture,
         )
         if self.serve is not None:
-            self.serve.start()
+            serve = self.serve.start()
             workers = self.options.workers
+            port = int(self.url.rsplit(":", 1)[1])
             harness.wait_for(
                 f"cdc serve answers with {workers} workers",
                 lambda: (
                     harness.health(self.url) is not None
-                    and len(harness.tree(self.serve.pid)) > workers
-                ),  # type: ignore[union-attr]
+                    and len(harness.listeners(serve.pid, port)) == workers
+                ),
                 120,
-                self.serve,
+                serve,
             )
 
     def serving(self) -> list[int]:
