@@ -199,10 +199,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds each")
     parser.add_argument("--only", default=",".join(FULL), help="benchmarks to run, in order")
-    bus = parser.add_mutually_exclusive_group()
-    bus.add_argument("--bus", dest="bus", action="store_true", default=None,
+    via = parser.add_mutually_exclusive_group()
+    via.add_argument("--bus", dest="bus", action="store_true", default=None,
                      help="fanout through Redis and cdc serve (default when cdc serve exists)")  # fmt: skip
-    bus.add_argument("--no-bus", dest="bus", action="store_false",
+    via.add_argument("--no-bus", dest="bus", action="store_false",
                      help="fanout through cdc run's own HTTP")  # fmt: skip
     parser.add_argument("--fanout-args", default="", help="more arguments for fanout.py")
     parser.add_argument("--json", help="also write every bench's figures to this file")

@@ -123,7 +123,7 @@ def clients(options: argparse.Namespace) -> None:
 
 def _check(made: list[harness.SseClient], expected: list[int], reconnects: int) -> dict[str, Any]:
     want = set(expected)
-    exact, problems = 0, []
+    exact, problems = 0, list[str]()
     missing = doubled = disorder = 0
     for n, c in enumerate(made):
         ids = list(c.ids or [])
