@@ -92,8 +92,14 @@ def clients(options: argparse.Namespace) -> None:
                         c.expected = low  # live from the head: nothing arrived yet
                 print("marked", flush=True)
             elif words[0] == "progress":
-                high = int(words[1])
-                print(sum(c.expected is not None and c.expected >= high for c in up), flush=True)
+                # Done: has `high`, or lost (it never will; the report says so), or with
+                # `fresh`, has had no event since it connected.
+                high, fresh = int(words[1]), len(words) > 2
+                done = (
+                    c.transport is None or (fresh if c.expected is None else c.expected >= high)
+                    for c in up
+                )
+                print(sum(done), flush=True)
             elif words[0] == "report":
                 print(json.dumps(_report(up, int(words[1]), int(words[2]), lost)), flush=True)
 
@@ -229,11 +235,28 @@ def _wait_table(conn: Any, high: int, setup: Setup) -> None:
                      setup.capture)  # fmt: skip
 
 
+def _reached(groups: list[Group], high: int, timeout: float, fresh: bool = False) -> bool:
+    """Until every connected client has event `high` (or `timeout` seconds); `fresh`:
+    a client that has had no event since it connected counts."""
+    connected = sum(g.count for g in groups)
+    deadline = time.monotonic() + timeout
+    ask = f"progress {high}" + (" fresh" if fresh else "")
+    while True:
+        if sum(int(g.ask(ask)) for g in groups) >= connected:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
 def _phase(
     options: argparse.Namespace, setup: Setup, groups: list[Group], conn: Any, rate: float,
     seconds: float,
 ) -> dict[str, Any]:  # fmt: skip
     low = _max_id(conn)
+    # A phase that was not sustained may still be arriving: let it, so that it does not
+    # count as this phase's disorder.
+    _reached(groups, low, options.settle, fresh=True)
     for g in groups:
         if g.ask(f"mark {low}") != "marked":
             raise SystemExit("a clients process did not mark")
@@ -245,14 +268,7 @@ def _phase(
     writing = Writer(options.mysql_port).write(count, rate)
     high = low + count
     _wait_table(conn, high, setup)
-    connected = sum(g.count for g in groups)
-    deadline = time.monotonic() + options.drain
-    reached = 0
-    while time.monotonic() < deadline:
-        reached = sum(int(g.ask(f"progress {high}")) for g in groups)
-        if reached >= connected:
-            break
-        time.sleep(0.2)
+    _reached(groups, high, options.drain)
     wall = time.perf_counter() - began
     used = [
         harness.cpu_seconds(p) - c
@@ -465,6 +481,9 @@ def main() -> None:
     parser.add_argument("--auto-seconds", type=float, default=10.0, help="length of an auto phase")
     parser.add_argument("--auto-steps", type=int, default=8, help="most auto phases")
     parser.add_argument("--drain", type=float, default=15.0, help="wait for delivery after a phase")
+    parser.add_argument(
+        "--settle", type=float, default=120.0, help="most wait for a late phase before the next"
+    )
     parser.add_argument("--client-procs", type=int, default=0, help="default: 1 per 10,000")
     parser.add_argument(
         "--per-address", type=int, default=20_000, help="clients per source address"
