@@ -267,7 +267,11 @@ def _phase(
     began = time.perf_counter()
     writing = Writer(options.mysql_port).write(count, rate)
     high = low + count
+    written = time.perf_counter()
     _wait_table(conn, high, setup)
+    # How long after the last commit its event was in the table: capture's own delay
+    # (when cdc run also serves, its busy event loop can starve the capture thread).
+    table_lag = time.perf_counter() - written
     _reached(groups, high, options.drain)
     wall = time.perf_counter() - began
     used = [
@@ -290,6 +294,7 @@ def _phase(
         "p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)] if latencies else None,
         "max_ms": latencies[-1] if latencies else None,
         "samples": len(latencies),
+        "table_lag_s": table_lag,
         "deliveries_per_s": count * sum(r["clients"] for r in reports) / wall,
         "serve_cpu": used[0] / wall,
         # Without the bus one `cdc run` captures and serves: its CPU is the serve column.
@@ -434,7 +439,7 @@ def _print(r: dict[str, Any]) -> None:
     print(
         f"{'rate/s':>7} {'sent':>6} {'all delivered':>13} {'missing':>8} {'disorder':>8}"
         f" {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'serve CPU':>9} {'capture CPU':>11}"
-        f" {'client CPU':>10} {'frames/s':>9}"
+        f" {'client CPU':>10} {'frames/s':>9} {'table lag':>9}"
     )
     for p in r["phases"]:
         rate = f"{p['rate']:g}" + ("*" if p["achieved_rate"] < 0.9 * p["rate"] else "")
@@ -442,8 +447,12 @@ def _print(r: dict[str, Any]) -> None:
             f"{rate:>7} {p['events']:>6} {'yes' if p['all_delivered'] else 'NO':>13}"
             f" {p['missing']:>8} {p['disorder']:>8} {_ms(p['p50_ms']):>8} {_ms(p['p99_ms']):>8}"
             f" {_ms(p['max_ms']):>8} {p['serve_cpu']:>9.0%} {_share(p['capture_cpu']):>11}"
-            f" {p['client_cpu']:>10.0%} {p['deliveries_per_s']:>9,.0f}"
+            f" {p['client_cpu']:>10.0%} {p['deliveries_per_s']:>9,.0f} {p['table_lag_s']:>8.2f}s"
         )
+    print(
+        "table lag: from the last commit of a phase until its event was in the event table"
+        " (capture's delay, before any serving)"
+    )
     if any(p["achieved_rate"] < 0.9 * p["rate"] for p in r["phases"]):
         print("* the writer fell behind that rate (the figures are at the rate it reached)")
     slow = next((p for p in r["phases"] if p["rate"] == 1.0), None)
