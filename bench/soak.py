@@ -259,6 +259,17 @@ class Cluster:
         if self.redis is not None:
             self.redis.start()
         first = self.daemons[0].start()
+        if self.options.failover:
+            harness.wait_for(
+                "the first daemon answers",
+                lambda: harness.health(self.urls[0]) is not None,
+                120,
+                first,
+            )
+            if "role" not in (harness.health(self.urls[0]) or {}):
+                raise SystemExit(
+                    "/health has no role: this cdc has no standby failover; pass --no-failover"
+                )
         harness.wait_for(
             "the first capture daemon is active", lambda: self.role(0) == "active", 120, first
         )
