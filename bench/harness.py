@@ -245,8 +245,9 @@ def rss(pids: list[int]) -> int:
 
 # -- the SSE client ----------------------------------------------------------------
 
-# An SSE frame's id line, or a reset frame (`event: reset` with no id line), in order.
-FRAME = re.compile(rb"(?:^|\n)(?:id: (\d+)|event: reset\ndata: ([^\n]*))\n")
+# An SSE frame's id line (with an empty line right after it: an id-only frame, which
+# moves the last id without an event), or a reset frame (`event: reset`, no id line).
+FRAME = re.compile(rb"(?:^|\n)(?:id: (\d+)\n((?=\n))?|event: reset\ndata: ([^\n]*)\n)")
 T_FIELD = re.compile(rb'"t": ?"?([0-9.]+)')
 
 
@@ -316,11 +317,14 @@ class SseClient(asyncio.Protocol):
         for match in FRAME.finditer(text, 0, cut + 2):
             number = match.group(1)
             if number is None:  # a reset: the stream continues from first_id
-                self.resets.append(match.group(2))
+                self.resets.append(match.group(3))
                 with contextlib.suppress(ValueError, KeyError, TypeError):
-                    self.expected = int(json.loads(match.group(2))["first_id"]) - 1
+                    self.expected = int(json.loads(match.group(3))["first_id"]) - 1
                 continue
             event = int(number)
+            if match.group(2) is not None:  # id only: where to resume from, not an event
+                self.expected = event
+                continue
             if self.expected is not None and event != self.expected + 1:
                 self.bad += 1
             self.expected = event
