@@ -167,14 +167,32 @@ class Cdc:
             self.proc.wait()
 
     def stop(self, timeout: float = 30) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """SIGTERM, then SIGKILL after `timeout`; descendants still running 10 s after
+        the parent ended (serve workers that outlived their supervisor) are killed too."""
+        if not self.alive():
+            return
+        assert self.proc is not None
+        children = tree(self.proc.pid)[1:]
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        _reap(children, 10.0)
+
+
+def _reap(pids: list[int], grace: float) -> None:
+    import psutil
+
+    alive = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            alive.append(psutil.Process(pid))
+    _, left = psutil.wait_procs(alive, timeout=grace)
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
 
 
 def run_cdc(*args: str) -> None:
