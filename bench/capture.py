@@ -85,10 +85,17 @@ def workload(server: MariaDB, rows: int) -> tuple[str, int, str, int]:
     return start[0], int(start[1]), end[0], int(end[1])
 
 
-def rows_stream(port: int, log_file: str, log_pos: int, end_pos: int, server_id: int) -> Any:
-    """A bare BinLogStreamReader over the workload's rows events."""
+def rows_stream(
+    port: int, log_file: str, log_pos: int, end_pos: int, server_id: int, table_maps: bool = False
+) -> Any:
+    """A bare BinLogStreamReader over the workload's rows events (and its TableMap events)."""
     from pymysqlreplication import BinLogStreamReader
-    from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+    from pymysqlreplication.row_event import (
+        DeleteRowsEvent,
+        TableMapEvent,
+        UpdateRowsEvent,
+        WriteRowsEvent,
+    )
 
     return BinLogStreamReader(
         {"host": "127.0.0.1", "port": port, "user": "root"},
@@ -98,7 +105,8 @@ def rows_stream(port: int, log_file: str, log_pos: int, end_pos: int, server_id:
         log_file=log_file,
         log_pos=log_pos,
         end_log_pos=end_pos,
-        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
+        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent]
+        + ([TableMapEvent] if table_maps else []),
         enable_logging=False,
     )
 
@@ -303,6 +311,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--parts", default="bare,library,fast,zongji,mariadb-binlog")
     parser.add_argument("--child", nargs=5)
+    parser.add_argument("--json", help="also write the figures to this file (for bench/run.py)")
     args = parser.parse_args()
     if args.child:
         child(args.child)
@@ -346,6 +355,8 @@ def main() -> None:
                 f"{labels.get(kind, kind):<38} {int(r['rows']):>8} {r['seconds']:>8.1f} "
                 f"{r['rows_per_s']:>9.0f} {ratio:>8} {versus:>9} {r['peak_rss_mb']:>7.0f}MB"
             )
+        if args.json:
+            Path(args.json).write_text(json.dumps({"rows": args.rows, "readers": results}))
 
 
 if __name__ == "__main__":

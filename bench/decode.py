@@ -17,6 +17,7 @@ the ratio is against (a) for the readers, against the library's for the row imag
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import threading
 import time
@@ -55,17 +56,26 @@ def reader(port: int, log_file: str, log_pos: int, decoder: str) -> int:
 
 def images(port: int, log_file: str, log_pos: int, end_pos: int) -> tuple[int, float, float]:
     """Row images only: (rows, library rows + mapper seconds, compiled decoder seconds)."""
+    from pymysqlreplication.row_event import TableMapEvent
+
+    from cdc.capture.binlog.images import for_library_decoding
     from cdc.capture.binlog.rows import compiled as decoder
     from cdc.capture.binlog.rows import render as mapper
     from cdc.capture.binlog.tables import table_from_library
 
-    stream = rows_stream(port, log_file, log_pos, end_pos, 9104)
+    stream = rows_stream(port, log_file, log_pos, end_pos, 9104, table_maps=True)
     tables: dict[int, Any] = {}
+    originals: dict[int, Any] = {}
     count, library, compiled = 0, 0.0, 0.0
     clock = time.perf_counter
     render = mapper.render_row
     for event in stream:
-        lib_table = stream.table_map[event.table_id]
+        if isinstance(event, TableMapEvent):
+            # As cdc's library path does: the rows decoded lossless (text as bytes...).
+            originals[event.table_id] = stream.table_map[event.table_id]
+            stream.table_map[event.table_id] = for_library_decoding(originals[event.table_id])
+            continue
+        lib_table = originals[event.table_id]
         if event.table_id not in tables or tables[event.table_id][0] is not lib_table:
             table = table_from_library(lib_table)
             tables[event.table_id] = (lib_table, table, decoder.decoder_for(table).decode)
@@ -95,6 +105,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=1, help="runs of each reader (best shown)")
     parser.add_argument("--parts", default="bare,library,fast,images")
+    parser.add_argument("--json", help="also write the figures to this file (for bench/run.py)")
     args = parser.parse_args()
     with MariaDB() as server:
         started = time.perf_counter()
@@ -135,6 +146,11 @@ def main() -> None:
                 f"{labels.get(part, part):<34} {count:>8} {seconds:>8.2f} "
                 f"{count / seconds:>9.0f} {ratio:>8}"
             )
+        if args.json:
+            figures = {
+                k: {"rows": n, "seconds": s, "rows_per_s": n / s} for k, (n, s) in results.items()
+            }
+            Path(args.json).write_text(json.dumps({"rows": args.rows, "readers": figures}))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ Figures depend on the machine: they are printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -283,6 +284,7 @@ def main() -> None:
     parser.add_argument(
         "--latency-rate", type=float, default=500.0, help="transactions/s while latency is measured"
     )
+    parser.add_argument("--json", help="also write the figures to this file (for bench/run.py)")
     args = parser.parse_args()
     modes = (
         ("(a) binlog on, no capture", None),
@@ -320,6 +322,16 @@ def main() -> None:
                 f"{phase.name}: {len(phase.latencies)} probes, mean "
                 f"{statistics.mean(phase.latencies) * 1000:.1f} ms"
             )
+    if args.json:
+        modes_out = [
+            {"mode": p.name, "txn_per_s": p.rate, "ratio": p.rate / base.rate,
+             "server_cpu_per_1k": p.cpu_per_1000(p.server_cpu),
+             "daemon_cpu_per_1k": p.cpu_per_1000(p.daemon_cpu),
+             "p50_ms": float(_ms(p.latencies, 0.5)) if p.latencies else None,
+             "p99_ms": float(_ms(p.latencies, 0.99)) if p.latencies else None}
+            for p in phases
+        ]  # fmt: skip
+        Path(args.json).write_text(json.dumps({"rounds": args.rounds, "modes": modes_out}))
 
 
 if __name__ == "__main__":

@@ -291,6 +291,17 @@ def drive(options: argparse.Namespace) -> None:
         f" ({options.idle} clients: {before / 2**20:.1f} -> {after / 2**20:.1f} MB)"
     )
     print(f"clean stop with {options.shutdown_clients} streams open: {shutdown:.2f} s")
+    if options.json:
+        runs = [
+            {"clients": count, "probes": probes, "events": events, "complete": complete,
+             "p50_ms": statistics.median(lat), "p99_ms": lat[int(len(lat) * 0.99) - 1],
+             "max_ms": lat[-1], "server_cpu": busy, "client_cpu": client_busy}
+            for count, probes, events, lat, complete, busy, client_busy in rows
+        ]  # fmt: skip
+        figures = {"rate": options.rate, "seconds": options.seconds, "runs": runs,
+                   "idle_clients": options.idle, "kb_per_idle_client": per_client / 1024,
+                   "shutdown_clients": options.shutdown_clients, "shutdown_seconds": shutdown}  # fmt: skip
+        Path(options.json).write_text(json.dumps(figures))
 
 
 def main() -> None:
@@ -309,6 +320,7 @@ def main() -> None:
     parser.add_argument(
         "--shutdown-clients", type=int, default=3000, help="streams open for the stop timing"
     )
+    parser.add_argument("--json", help="also write the figures to this file (for bench/run.py)")
     parser.add_argument("--port", type=int)
     parser.add_argument("--mysql-port", type=int)
     parser.add_argument("--url")
