@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 START = "0-0"  # before every entry
+READ_SLACK = 10.0  # seconds a busy worker may take to come back to a read's answer
 
 
 class BusDown(Exception):
@@ -35,8 +36,10 @@ class BusReader:
         self._client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
             settings.url,
             socket_connect_timeout=timeout,
-            # XREAD BLOCK holds the socket open this long before it answers.
-            socket_timeout=timeout + settings.block_ms / 1000,
+            # XREAD BLOCK holds the socket open this long before it answers; and a worker
+            # busy writing to thousands of clients may come back to the answer seconds
+            # late (an asyncio timeout counts that too), which is not Redis being down.
+            socket_timeout=timeout + settings.block_ms / 1000 + READ_SLACK,
         )
 
     async def tail(self) -> str:

@@ -265,7 +265,9 @@ class History:
 
     async def close(self) -> None:
         self._closed = True
-        await asyncio.to_thread(self._executor.shutdown, True)
+        # Queries not started yet are dropped, not run: at a stop with the server gone,
+        # thousands of queued replays would each try to connect first.
+        await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
         with self._lock:
             idle, self._idle = self._idle, []
         for connection in idle:
@@ -397,7 +399,7 @@ class History:
                     connection = None
                 elif connection is not None:
                     self._release(connection)
-                if verdict.retry and attempt == 1:
+                if verdict.retry and attempt == 1 and not self._closed:
                     continue
                 raise HistoryUnavailable(
                     f"cannot read the event table: {error}",
