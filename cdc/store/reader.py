@@ -382,6 +382,8 @@ class History:
         )
 
     def _with_connection(self, work: Callable[..., T], *args: Any) -> T:
+        if self._closed:  # queued before `close`, started after it: not run
+            raise HistoryUnavailable("the history reader is closed")
         for attempt in (1, 2):
             with self._lock:
                 connection = self._idle.pop() if self._idle else None
