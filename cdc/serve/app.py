@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 import yaml
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cdc import metrics
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from cdc.models import CaptureStatus
     from cdc.protocols import Feed
     from cdc.sections import AuthSettings
-    from cdc.serve.hub import Hub, Subscription
+    from cdc.serve.hub import Hub, Push, Subscription
     from cdc.settings import HttpSettings
     from cdc.store.reader import History
 
@@ -48,6 +48,24 @@ log = structlog.get_logger(__name__)
 Status = Callable[[], "CaptureStatus"]
 
 STATIC = resources.files("cdc.serve") / "static"
+
+
+PUSH_LIMIT = 64 * 1024  # unsent bytes above which a stream is written the ordinary way
+
+
+def _pusher(transport: asyncio.Transport | asyncio.BaseTransport) -> Push:
+    """Writes one HTTP/1.1 chunk to `transport` at once, as the response's own writer
+    frames it, when the connection is open and has little unsent (False otherwise: the
+    hub then wakes the stream's task, whose write waits for the client)."""
+    assert isinstance(transport, asyncio.WriteTransport)
+
+    def push(data: bytes) -> bool:
+        if transport.is_closing() or transport.get_write_buffer_size() > PUSH_LIMIT:
+            return False
+        transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        return True
+
+    return push
 
 
 class HttpServer:
@@ -395,11 +413,15 @@ class _Handlers:
             if transport is not None:
                 transport.abort()
 
+        push = None
+        if transport is not None and request.version == HttpVersion11:
+            response.enable_chunked_encoding()  # what `push` frames its chunks as
+            push = _pusher(transport)
         try:
             await sub.attach()
             await response.prepare(request)
             await response.write(b"retry: %d\n\n" % self.settings.retry_ms)
-            await sub.run(response.write, abort)
+            await sub.run(response.write, abort, push)
             if not sub.dropped:
                 await response.write_eof()
         except (ConnectionError, HistoryUnavailable) as error:

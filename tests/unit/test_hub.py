@@ -53,14 +53,36 @@ class ListHistory:
 class Client:
     """Collects what a subscription writes, optionally slowly or never."""
 
-    def __init__(self, sub: Subscription, delay: float = 0.0, stall: bool = False) -> None:
+    def __init__(
+        self,
+        sub: Subscription,
+        delay: float = 0.0,
+        stall: bool = False,
+        push: float | None = None,
+    ) -> None:
+        """`push`: the share of the hub's pushes taken at once (as a connection with room
+        does; the others are refused, as by one with too much unsent); None: no push."""
         self.sub = sub
         self.delay = delay
         self.stall = stall
         self.data = bytearray()
         self.aborted = False
-        self.task = asyncio.create_task(sub.run(self.write, self.abort))
+        self.pushed = 0
+        self._takes = push
+        self._rng = random.Random(len(self.data))
+        self.task = asyncio.create_task(
+            sub.run(self.write, self.abort, None if push is None else self.push)
+        )
         self._never = asyncio.get_running_loop().create_future()
+
+    def push(self, data: bytes) -> bool:
+        assert not self.sub.blocked, "a push while the stream's own write is in progress"
+        assert self._takes is not None
+        if self._rng.random() >= self._takes:
+            return False
+        self.data += data
+        self.pushed += 1
+        return True
 
     async def write(self, data: bytes) -> None:
         if self.stall:
@@ -168,7 +190,8 @@ async def test_the_hub_learns_the_head_from_the_table_when_not_told() -> None:
 
 @pytest.mark.parametrize("seed", range(30))
 async def test_resume_while_events_keep_arriving(seed: int) -> None:
-    """Replay from the table, events landing all along, advance() and a small window."""
+    """Replay from the table, events landing all along, advance() and a small window;
+    clients with and without the push path, some of whose pushes are refused."""
     rng = random.Random(seed)
     history = ListHistory()
     hub = Hub(last_id=0, capacity=rng.choice([1, 5, 50, 10_000]))
@@ -180,7 +203,8 @@ async def test_resume_while_events_keep_arriving(seed: int) -> None:
         chosen = rng.choice(filters)
         start = rng.randint(0, table.last)
         sub = hub.subscribe(chosen, start, history, buffer=10**9)  # type: ignore[arg-type]
-        clients.append((Client(sub, delay=rng.choice([0, 0, 0.001])), chosen, start))
+        push = rng.choice([None, 1.0, 0.7])
+        clients.append((Client(sub, delay=rng.choice([0, 0, 0.001]), push=push), chosen, start))
     for _ in range(rng.randint(5, 40)):
         step = rng.random()
         if step < 0.1:
@@ -303,3 +327,24 @@ async def test_a_slow_client_that_keeps_reading_is_not_dropped() -> None:
     assert slow.ids() == list(range(1, 501))
     hub.close()
     await slow.task
+
+
+async def test_clients_waiting_at_the_head_are_pushed_new_events_in_order() -> None:
+    history = ListHistory()
+    hub = Hub(last_id=0)
+    table = Table(hub, history)
+    visits = Filters(tables=((None, "visit"),))
+    everyone = Client(hub.subscribe(Filters(), None, history), push=1.0)  # type: ignore[arg-type]
+    some = Client(hub.subscribe(visits, None, history), push=1.0)  # type: ignore[arg-type]
+    refused = Client(hub.subscribe(Filters(), None, history), push=0.0)  # type: ignore[arg-type]
+    await settle(everyone, some, refused, until=0)
+    for k in range(30):
+        table.commit(1 + k % 3, table=("visit", "patient")[k % 2])
+        await settle(everyone, some, refused, until=table.last)
+    assert everyone.ids() == list(range(1, table.last + 1))
+    assert some.ids() == [e.id for e in history.rows if e.table_name == "visit"]
+    assert refused.ids() == everyone.ids()  # the ordinary way, when a push is refused
+    assert everyone.pushed == 30 and some.pushed == 15 and refused.pushed == 0
+    assert history.reads == 0
+    hub.close()
+    await asyncio.gather(everyone.task, some.task, refused.task)
