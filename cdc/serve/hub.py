@@ -133,9 +133,15 @@ class Hub:
             self._head = last_id
 
     def tick(self) -> None:
-        """Wake every client (for heartbeats) and drop those stuck too far behind."""
+        """Wake the clients that may owe a heartbeat, and drop those stuck too far
+        behind. A parked client written to lately stays parked: with many clients, waking
+        each of them every few seconds costs as much as an event does."""
         self._maybe_sweep()
-        self._wake()
+        now = time.monotonic()
+        for sub in list(self._parked):
+            if sub.ended or sub.dropped or now - sub.last_write >= sub.heartbeat / 2:
+                self._unpark(sub)
+        self._wake(parked=False)
 
     def _maybe_sweep(self) -> None:
         if time.monotonic() - self._swept_at >= self.stuck_after:
