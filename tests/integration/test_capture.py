@@ -106,8 +106,9 @@ def test_inserts_updates_deletes_in_commit_order(db: tuple[MariaDB, str, Any]) -
 
 
 def test_clean_stop_mid_transaction_then_resume(db: tuple[MariaDB, str, Any]) -> None:
-    """SIGTERM while a big transaction streams through: exit 0 within 10 s, nothing half
-    stored; the restart captures the whole transaction once."""
+    """SIGTERM while a big transaction streams through: a clean exit 0 (well within the
+    unit's stop timeout; the wait is long for a loaded machine), nothing half stored; the
+    restart captures the whole transaction once."""
     server, app, conn = db
     run_sql(conn, f"CREATE TABLE `{app}`.t (id INT PRIMARY KEY, v VARCHAR(20))")
     proc = start_daemon(server, db=f"{app}_cdc")
@@ -121,10 +122,10 @@ def test_clean_stop_mid_transaction_then_resume(db: tuple[MariaDB, str, Any]) ->
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
-        raise AssertionError(f"no clean stop within 10 s:\n{proc.log()[-3000:]}") from None
+        raise AssertionError(f"no clean stop within 60 s:\n{proc.log()[-3000:]}") from None
     assert proc.returncode == 0, proc.log()
     with conn.cursor() as cur:
         cur.execute(f"SELECT COUNT(*) FROM `{app}_cdc`.event")
